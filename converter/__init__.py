@@ -1,0 +1,1 @@
+"""Video conversion with a trained faceswap_gan model (configured by ConverterConfig)."""

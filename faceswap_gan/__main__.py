@@ -1,0 +1,4 @@
+from faceswap_gan.cli import main
+
+if __name__ == "__main__":
+    main()
