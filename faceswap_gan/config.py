@@ -1,0 +1,278 @@
+"""Configuration: one frozen dataclass per component, JSON round trip, presets.
+
+Names follow the original faceswap-GAN v2.2 notebooks (`arch_config`, `loss_weights`,
+`loss_config`) so that a user's `ArchConfig(**arch_config)` keeps working. Defaults are
+the original's (docs REFERENCE 1.2 to 1.4). Every invalid value raises `ValueError`
+naming the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from faceswap_gan.augmentation import AugmentConfig
+
+IMAGE_SIZES = (64, 128, 256)
+NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none", "hybrid")
+MODEL_CAPACITIES = ("standard", "lite")
+GAN_TRAININGS = ("mixup_LSGAN", "relativistic_avg_LSGAN")
+PERCEPTUAL_BACKENDS = ("face_api", "vggface")
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Network architecture (the original's `arch_config`)."""
+
+    image_shape: tuple = (64, 64, 3)  # (R, R, 3) face crop; R in 64, 128, 256. An int R is accepted.
+    use_self_attn: bool = True  # SAGAN self-attention blocks in encoder, decoders and D.
+    norm: str = "instancenorm"  # One of NORMS; names mean what they say (DESIGN 3).
+    model_capacity: str = "standard"  # "standard" (pixel shuffle, full width) or "lite" (half width).
+    latent_dim: int | None = None  # Bottleneck width; None = original rule (1024, 2048 for lite > 64 px).
+
+    def __post_init__(self):
+        shape = self.image_shape
+        if isinstance(shape, int):
+            shape = (shape, shape, 3)
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3 or shape[0] not in IMAGE_SIZES:
+            raise ValueError(
+                f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; got {self.image_shape!r}."
+            )
+        object.__setattr__(self, "image_shape", shape)
+        _choice("norm", self.norm, NORMS)
+        _choice("model_capacity", self.model_capacity, MODEL_CAPACITIES)
+        if not isinstance(self.use_self_attn, bool):
+            raise ValueError(f"use_self_attn must be True or False; got {self.use_self_attn!r}.")
+        if self.latent_dim is not None and int(self.latent_dim) < 1:
+            raise ValueError(f"latent_dim must be a positive int or None; got {self.latent_dim!r}.")
+
+    @property
+    def image_size(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def coef(self) -> int:
+        """Width divisor: 2 for "lite", 1 for "standard" (REFERENCE 1.2)."""
+        return 2 if self.model_capacity == "lite" else 1
+
+    @property
+    def resolved_latent_dim(self) -> int:
+        if self.latent_dim is not None:
+            return int(self.latent_dim)
+        return 2048 if self.model_capacity == "lite" and self.image_size > 64 else 1024
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (the original's `loss_weights`, REFERENCE 1.3)."""
+
+    w_D: float = 0.1  # Adversarial term of the generator.
+    w_recon: float = 1.0  # L1 reconstruction (final and intermediate outputs).
+    w_edge: float = 0.1  # L1 of first-order image differences.
+    w_eyes: float = 30.0  # Eye-mask-weighted reconstruction and edge terms.
+    w_pl: tuple = (0.01, 0.1, 0.3, 0.1)  # Perceptual, deepest (7x7) to shallowest (112x112).
+    w_mask_l1: float = 1e-2  # Alpha sparsity, L1 mode.
+    w_mask_hinge: float = 0.1  # Alpha sparsity, hinge mode.
+    w_mask_tv: float = 0.1  # Total variation of the alpha mask (per axis).
+    w_cyclic: float = 10.0  # Cycle consistency (when use_cyclic_loss).
+
+    def __post_init__(self):
+        object.__setattr__(self, "w_pl", tuple(float(w) for w in self.w_pl))
+        if len(self.w_pl) != 4:
+            raise ValueError(f"w_pl must have 4 weights; got {self.w_pl!r}.")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            for v in values if isinstance(values, tuple) else (values,):
+                if v < 0:
+                    raise ValueError(f"{f.name} must be >= 0; got {values!r}.")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss options (the original's `loss_config`); the schedule changes some of them."""
+
+    gan_training: str = "mixup_LSGAN"  # Or "relativistic_avg_LSGAN".
+    use_PL: bool = False  # Perceptual loss on (schedule turns it on at stage 1).
+    PL_before_activ: bool = False  # Take perceptual features before the ReLU.
+    use_mask_hinge_loss: bool = False  # Hinge (True) or L1 (False) alpha sparsity.
+    m_mask: float = 0.0  # Hinge margin, in [0, 1].
+    lr_factor: float = 1.0  # Multiplies both learning rates.
+    use_cyclic_loss: bool = False  # Cycle-consistency term.
+    perceptual_backend: str = "face_api"  # "face_api" (offline) or "vggface" (needs weights).
+    perceptual_weights: str | None = None  # Path to rcmalli_vggface_tf_notop_resnet50.h5.
+
+    def __post_init__(self):
+        _choice("gan_training", self.gan_training, GAN_TRAININGS)
+        _choice("perceptual_backend", self.perceptual_backend, PERCEPTUAL_BACKENDS)
+        if not 0.0 <= self.m_mask <= 1.0:
+            raise ValueError(f"m_mask must be in [0, 1]; got {self.m_mask!r}.")
+        if self.lr_factor <= 0:
+            raise ValueError(f"lr_factor must be > 0; got {self.lr_factor!r}.")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a loss schedule; it applies from `trigger(total)` on."""
+
+    fraction: Fraction  # Start as a fraction of the total iterations.
+    use_PL: bool
+    use_mask_hinge_loss: bool
+    m_mask: float
+    lr_factor: float
+    swap_decoders: bool = False  # Swap decoder A and B weights when entering the stage.
+
+    def trigger(self, total: int) -> int:
+        """Iteration at which the stage starts: `total * fraction - offset`.
+
+        The original fires at e.g. `TOTAL_ITERS // 5 - 150`; the 150 offset is kept for
+        real runs and shrinks to `total // 100` for short ones (never below 0).
+        """
+        if self.fraction == 0:
+            return 0
+        base = total * self.fraction.numerator // self.fraction.denominator
+        return max(0, base - min(150, total // 100))
+
+
+def _stage(num, den, pl, hinge, m, lr, swap=False):
+    return Stage(Fraction(num, den), pl, hinge, m, lr, swap)
+
+
+# REFERENCE 1.4: the v2.2 notebook (7850, 11850, 15850, 19850, 26516, 31850, 35850 @ 40k).
+SCHEDULES = {
+    "v2.2": (
+        _stage(0, 1, False, False, 0.0, 1.0),
+        _stage(1, 5, True, False, 0.0, 1.0),
+        _stage(3, 10, True, True, 0.5, 1.0),
+        _stage(2, 5, True, True, 0.2, 1.0),
+        _stage(1, 2, True, True, 0.4, 1.0),
+        _stage(2, 3, True, False, 0.0, 0.3),
+        _stage(4, 5, True, True, 0.1, 0.3, swap=True),
+        _stage(9, 10, True, False, 0.0, 0.1),
+    ),
+    # The lite Colab demo (colab_demo/faceswap-GAN_colab_demo.ipynb), perceptual loss from 0.
+    "colab_demo": (
+        _stage(0, 1, True, False, 0.0, 1.0),
+        _stage(1, 2, True, True, 0.4, 0.3),
+        _stage(2, 3, True, True, 0.5, 1.0, swap=True),
+        _stage(4, 5, True, True, 0.1, 0.3),
+        _stage(9, 10, True, False, 0.0, 0.1),
+    ),
+    # No stage changes: the LossConfig given is used throughout.
+    "constant": (),
+}
+
+
+def stage_at(schedule: str, step: int, total: int) -> int:
+    """Index of the stage in force at `step` (`step >= trigger`), or -1 before any."""
+    current = -1
+    for index, stage in enumerate(SCHEDULES[schedule]):
+        if step >= stage.trigger(total):
+            current = index
+    return current
+
+
+# Model presets: "tiny" is for tests and smoke runs (lite at 64 px, small bottleneck).
+PRESETS = {
+    "tiny": ArchConfig((64, 64, 3), True, "hybrid", "lite", latent_dim=128),
+    "lite": ArchConfig((64, 64, 3), True, "hybrid", "lite"),
+    "standard": ArchConfig((64, 64, 3), True, "instancenorm", "standard"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved resolved as `run_dir/config.json`."""
+
+    faces_a: str = "faceA"  # Folder of face crops of person A.
+    faces_b: str = "faceB"  # Folder of face crops of person B.
+    masks_a: str | None = None  # Eye masks of A, same file names as faces_a.
+    masks_b: str | None = None  # Eye masks of B.
+    run_dir: str = "runs/faceswap"  # Output folder (config, metrics, previews, checkpoints).
+    arch: ArchConfig = field(default_factory=lambda: PRESETS["standard"])
+    loss: LossConfig = field(default_factory=LossConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    schedule: str = "v2.2"  # One of SCHEDULES.
+    iterations: int = 40000  # Total generator iterations (the original's TOTAL_ITERS).
+    batch_size: int = 8  # Per side; must be even (the original's batchSize).
+    display_iters: int = 300  # Log, preview and checkpoint period.
+    backup_iters: int = 5000  # Period of kept backup checkpoints; 0 = none.
+    seed: int = 0  # Seeds data order, augmentation and the model's noise.
+    mixed_precision: bool = False  # Keras "mixed_float16" policy (GPU).
+    tensorboard: bool = False  # Also write TensorBoard logs to run_dir/tensorboard.
+    eval_every: int = 0  # Periodic held-out evaluation period; 0 = off.
+
+    def __post_init__(self):
+        for name, cls in (("arch", ArchConfig), ("loss", LossConfig),
+                          ("loss_weights", LossWeights), ("augment", AugmentConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls(**value))
+        _choice("schedule", self.schedule, tuple(SCHEDULES))
+        for name in ("iterations", "batch_size", "display_iters"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}.")
+        if self.batch_size % 2:
+            raise ValueError(f"batch_size must be even (mixup pairs); got {self.batch_size}.")
+        if self.backup_iters < 0 or self.eval_every < 0:
+            raise ValueError("backup_iters and eval_every must be >= 0 (0 = off).")
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
+        """A TrainConfig with `arch = PRESETS[preset]` (and the Colab schedule for "lite")."""
+        _choice("preset", preset, tuple(PRESETS))
+        defaults: dict[str, Any] = {"arch": PRESETS[preset]}
+        if preset == "lite":
+            defaults.update(schedule="colab_demo", batch_size=4,
+                            loss=LossConfig(use_PL=True, PL_before_activ=True))
+        if preset == "tiny":
+            defaults.update(iterations=20, batch_size=2, display_iters=10, backup_iters=0)
+        defaults.update(overrides)
+        return cls(**defaults)
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready dict of a config dataclass (nested configs as dicts)."""
+    data = dataclasses.asdict(config)
+    return json.loads(json.dumps(data, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, Fraction):
+        return str(value)
+    raise TypeError(f"Cannot serialise {type(value).__name__} to JSON.")
+
+
+def to_json(config, path: str | Path | None = None) -> str:
+    """Serialises a config; writes it to `path` when given."""
+    text = json.dumps(to_dict(config), indent=2, sort_keys=True)
+    if path is not None:
+        Path(path).write_text(text + "\n")
+    return text
+
+
+def from_json(cls, text_or_path: str | Path):
+    """Builds `cls` (ArchConfig, LossConfig, TrainConfig, ...) from JSON text or a file.
+
+    Raises:
+        ValueError: unknown fields (listing them) or invalid values.
+    """
+    text = str(text_or_path)
+    if not text.lstrip().startswith("{"):
+        text = Path(text_or_path).read_text()
+    data = json.loads(text)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}.")
+    return cls(**data)

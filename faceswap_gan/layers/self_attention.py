@@ -1,0 +1,62 @@
+"""SAGAN self-attention over the spatial positions of a feature map."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="faceswap_gan")
+class SelfAttention2D(keras.layers.Layer):
+    """Self-attention block of SAGAN, without the max-pool (as faceswap-GAN v2.2).
+
+    f = Conv1x1(C/8)(x), g = Conv1x1(C/8)(x), h = Conv1x1(C)(x);
+    s = g f^T (softmax over the last axis); o = s h; out = gamma * o + x,
+    with the learnable scalar `gamma` initialised to 0 (the block starts as the identity).
+
+    Input shape `(batch, H, W, C)` -> output shape `(batch, H, W, C)`, `C >= squeeze`.
+
+    Args:
+        squeeze: int. Channel reduction of f and g. Defaults to `8`.
+        weight_decay: float. L2 factor on the three 1x1 kernels. Defaults to `1e-4`.
+
+    Reference:
+        - [Zhang et al., 2019, Self-Attention GANs](https://arxiv.org/abs/1805.08318)
+    """
+
+    def __init__(self, squeeze=8, weight_decay=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.squeeze = int(squeeze)
+        self.weight_decay = float(weight_decay)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if channels // self.squeeze < 1:
+            raise ValueError(f"SelfAttention2D needs >= {self.squeeze} channels; got {channels}.")
+        reg = keras.regularizers.L2(self.weight_decay) if self.weight_decay else None
+
+        def conv(filters, name):
+            layer = keras.layers.Conv2D(
+                filters, 1, kernel_initializer="he_normal", kernel_regularizer=reg,
+                name=f"{self.name}_{name}", dtype=self.dtype_policy)
+            layer.build(input_shape)
+            return layer
+
+        self.query = conv(channels // self.squeeze, "f")
+        self.key = conv(channels // self.squeeze, "g")
+        self.value = conv(channels, "h")
+        self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
+
+    def call(self, inputs):
+        _, h, w, c = ops.shape(inputs)
+        f = ops.reshape(self.query(inputs), (-1, h * w, c // self.squeeze))  # (B, HW, C/8)
+        g = ops.reshape(self.key(inputs), (-1, h * w, c // self.squeeze))  # (B, HW, C/8)
+        v = ops.reshape(self.value(inputs), (-1, h * w, c))  # (B, HW, C)
+        attention = ops.softmax(ops.matmul(g, ops.transpose(f, (0, 2, 1))), axis=-1)  # (B, HW, HW)
+        o = ops.reshape(ops.matmul(attention, v), (-1, h, w, c))  # (B, H, W, C)
+        return ops.cast(self.gamma, o.dtype) * o + inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "squeeze": self.squeeze,
+                "weight_decay": self.weight_decay}

@@ -1,0 +1,248 @@
+"""FaceSwapGAN: shared encoder, two decoders, two conditional discriminators."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from faceswap_gan import losses
+from faceswap_gan.config import ArchConfig, LossConfig, LossWeights, Stage
+from faceswap_gan.models.networks import build_decoder, build_discriminator, build_encoder
+
+DIRECTIONS = ("AtoB", "BtoA")
+NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
+
+
+class FaceSwapGAN(keras.Model):
+    """faceswap-GAN v2.2 as one `keras.Model` (Keras 3 custom `train_step`).
+
+    Holds `encoder`, `decoder_A`, `decoder_B`, `netDA`, `netDB` (REFERENCE 1.2). Faces
+    are `(B, R, R, 3)` float32 RGB in [-1, 1]; eye masks `(B, R, R, 1)` in [0, 1].
+
+    Args:
+        arch: ArchConfig. The architecture.
+        loss: LossConfig. Loss options (the schedule can change use_PL, mask loss mode,
+            m_mask and lr_factor later with `set_stage`, without retracing).
+        loss_weights: LossWeights.
+        perceptual_model: keras.Model or None. Maps (B, R, R, 3) [-1, 1] to 4 feature maps
+            (`faceswap_gan.perceptual.build_perceptual_model`); needed when use_PL is on.
+        seed: int. Seed of the mixup Beta draws.
+
+    Reference:
+        - shaoanlu/faceswap-GAN v2.2, `networks/faceswap_gan_model.py`.
+    """
+
+    def __init__(self, arch: ArchConfig, loss: LossConfig | None = None,
+                 loss_weights: LossWeights | None = None, perceptual_model=None,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.arch = arch
+        self.loss_config = loss or LossConfig()
+        self.loss_weights = loss_weights or LossWeights()
+        self.encoder = build_encoder(arch)
+        self.decoder_A = build_decoder(arch, "decoder_A")
+        self.decoder_B = build_decoder(arch, "decoder_B")
+        self.netDA = build_discriminator(arch, "netDA")
+        self.netDB = build_discriminator(arch, "netDB")
+        self.perceptual_model = perceptual_model
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Schedule state as variables: a stage change does not retrace the step.
+        self.use_pl = keras.Variable(float(self.loss_config.use_PL), trainable=False,
+                                     name="use_pl")
+        self.use_hinge = keras.Variable(float(self.loss_config.use_mask_hinge_loss),
+                                        trainable=False, name="use_hinge")
+        self.m_mask = keras.Variable(float(self.loss_config.m_mask), trainable=False,
+                                     name="m_mask")
+        self._inference = {}
+
+    @property
+    def image_size(self) -> int:
+        return self.arch.image_size
+
+    @property
+    def generator_variables(self):
+        return (self.encoder.trainable_variables + self.decoder_A.trainable_variables
+                + self.decoder_B.trainable_variables)
+
+    @property
+    def discriminator_variables(self):
+        return self.netDA.trainable_variables + self.netDB.trainable_variables
+
+    def compile(self, g_optimizer=None, d_optimizer=None, mixed_precision=False, **kwargs):
+        """Adam (beta_1 0.5) with lrG 1e-4 and lrD 2e-4 times lr_factor (REFERENCE 1.2);
+        wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds both optimizers so
+        their state can be restored before the first step."""
+        super().compile(**kwargs)
+        lr = self.loss_config.lr_factor
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-4 * lr, beta_1=0.5)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4 * lr, beta_1=0.5)
+        if mixed_precision:
+            self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
+            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
+        self.g_optimizer.build(self.generator_variables)
+        self.d_optimizer.build(self.discriminator_variables)
+
+    def set_stage(self, stage: Stage) -> None:
+        """Applies a schedule stage's loss switches and learning-rate factor (Adam state kept)."""
+        self.use_pl.assign(float(stage.use_PL))
+        self.use_hinge.assign(float(stage.use_mask_hinge_loss))
+        self.m_mask.assign(float(stage.m_mask))
+        self.g_optimizer.learning_rate.assign(1e-4 * stage.lr_factor)
+        self.d_optimizer.learning_rate.assign(2e-4 * stage.lr_factor)
+
+    def swap_decoders(self) -> None:
+        """Exchanges the weights of decoder_A and decoder_B (v2.2 late-stage trick)."""
+        weights_a = self.decoder_A.get_weights()
+        self.decoder_A.set_weights(self.decoder_B.get_weights())
+        self.decoder_B.set_weights(weights_a)
+
+    def _generate(self, decoder, warped, training=True):
+        """-> (intermediate RGB list, alpha (B,R,R,1), rgb (B,R,R,3), fake (B,R,R,3))."""
+        outputs = decoder(self.encoder(warped, training=training), training=training)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        alpha, rgb = outputs[-1][..., :1], outputs[-1][..., 1:]
+        return outputs[:-1], alpha, rgb, losses.composite(alpha, rgb, warped)
+
+    def _beta(self):
+        """lambda ~ Beta(0.2, 0.2), one scalar per step (mixup)."""
+        return keras.random.beta((), 0.2, 0.2, seed=self.seed_generator)
+
+    def _d_loss(self, net_d, decoder, warped, real):
+        _, _, rgb, fake = self._generate(decoder, warped)
+        fakes = [ops.stop_gradient(fake), ops.stop_gradient(rgb)]
+        cond_real = ops.concatenate([real, warped], axis=-1)  # (B, R, R, 6)
+        if self.loss_config.gan_training == "relativistic_avg_LSGAN":
+            pred_real = net_d(cond_real)
+            return sum(losses.ralsgan_d(pred_real, net_d(ops.concatenate([f, warped], -1)))
+                       for f in fakes)
+        lam = self._beta()
+        return sum(losses.mixup_lsgan_d(
+            net_d(lam * cond_real + (1 - lam) * ops.concatenate([f, warped], -1)), lam)
+            for f in fakes)
+
+    def _g_terms(self, net_d, decoder, other, warped, real, eyes):
+        """Weighted generator terms of one side, by name (REFERENCE 1.3)."""
+        w = self.loss_weights
+        intermediates, alpha, rgb, fake = self._generate(decoder, warped)
+        preds = [net_d(ops.concatenate([f, warped], -1)) for f in (fake, rgb)]
+        if self.loss_config.gan_training == "relativistic_avg_LSGAN":
+            pred_real = net_d(ops.concatenate([real, warped], -1))
+            adversarial = sum(losses.ralsgan_g(pred_real, p) for p in preds)
+        else:
+            adversarial = sum(losses.lsgan_g(p) for p in preds)
+        terms = {
+            "adversarial": w.w_D * adversarial,
+            "reconstruction": w.w_recon * (losses.reconstruction(real, rgb)
+                                           + losses.intermediate_reconstruction(
+                                               real, intermediates))
+            + w.w_eyes * losses.eye_reconstruction(real, rgb, eyes),
+            "edge": w.w_edge * losses.edge(real, rgb) + w.w_eyes * losses.eye_edge(
+                real, rgb, eyes),
+            "mask": self.use_hinge * w.w_mask_hinge * losses.mask_hinge(alpha, self.m_mask)
+            + (1 - self.use_hinge) * w.w_mask_l1 * losses.mask_l1(alpha)
+            + w.w_mask_tv * losses.mask_total_variation(alpha),
+            "perceptual": self._perceptual(real, rgb, fake),
+        }
+        if self.loss_config.use_cyclic_loss:
+            _, _, rgb_other, _ = self._generate(other, warped)
+            _, alpha_cycle, rgb_cycle, _ = self._generate(decoder, rgb_other)
+            terms["cyclic"] = w.w_cyclic * losses.cyclic(real, rgb_cycle, alpha_cycle, alpha)
+        return terms
+
+    def _perceptual(self, real, rgb, fake):
+        if self.perceptual_model is None:
+            return ops.zeros(())
+        lam = self._beta()
+
+        def compute():
+            mixup = lam * rgb + (1 - lam) * fake  # mixup of raw and masked output
+            return losses.perceptual(self.perceptual_model(real),
+                                     self.perceptual_model(mixup), self.loss_weights.w_pl)
+
+        return tf.cond(self.use_pl > 0.5, compute, lambda: tf.zeros(()))
+
+    @staticmethod
+    def _apply(optimizer, tape, loss, variables):
+        # Per-replica losses are batch means; the optimizer sums replica gradients.
+        # A LossScaleOptimizer unscales in `apply` (its `scale_loss` ran in the tape).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        grads = tape.gradient(loss, variables)
+        optimizer.apply([g / replicas for g in grads], variables)
+
+    def train_step(self, data):
+        """One D step then one G step on ((warped, target, eyes)_A, (warped, target, eyes)_B).
+
+        Returns every loss term by name: "d_a/total", "g_a/adversarial", ...
+        """
+        (warped_a, real_a, eyes_a), (warped_b, real_b, eyes_b) = data
+        # 1. Discriminators, both sides, on the current generators' outputs.
+        with tf.GradientTape() as tape:
+            d_a = self._d_loss(self.netDA, self.decoder_A, warped_a, real_a)
+            d_b = self._d_loss(self.netDB, self.decoder_B, warped_b, real_b)
+            d_total = d_a + d_b + sum(self.netDA.losses) + sum(self.netDB.losses)
+            scaled = self._scale(self.d_optimizer, d_total)
+        self._apply(self.d_optimizer, tape, scaled, self.discriminator_variables)
+        # 2. Generators: the shared encoder and both decoders in one step on A + B.
+        with tf.GradientTape() as tape:
+            g_a = self._g_terms(self.netDA, self.decoder_A, self.decoder_B, warped_a, real_a,
+                                eyes_a)
+            g_b = self._g_terms(self.netDB, self.decoder_B, self.decoder_A, warped_b, real_b,
+                                eyes_b)
+            decay = sum(self.encoder.losses + self.decoder_A.losses + self.decoder_B.losses)
+            g_total = sum(g_a.values()) + sum(g_b.values()) + decay
+            scaled = self._scale(self.g_optimizer, g_total)
+        self._apply(self.g_optimizer, tape, scaled, self.generator_variables)
+        # 3. Every term by name, for logs and plots.
+        logs = {"d_a/total": d_a, "d_b/total": d_b, "g/weight_decay": decay,
+                "g/total": g_total}
+        for side, terms in (("g_a", g_a), ("g_b", g_b)):
+            logs.update({f"{side}/{k}": v for k, v in terms.items()})
+            logs[f"{side}/total"] = sum(terms.values())
+        return logs
+
+    @staticmethod
+    def _scale(optimizer, loss):
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return optimizer.scale_loss(loss)
+        return loss
+
+    def transform(self, faces, decoder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Runs encoder + decoder_`decoder` ("A" or "B") on faces (B, R, R, 3) [-1, 1].
+
+        Returns numpy (alpha (B,R,R,1) [0,1], rgb (B,R,R,3) [-1,1], masked (B,R,R,3)).
+        """
+        if decoder not in ("A", "B"):
+            raise ValueError(f"decoder must be 'A' or 'B'; got {decoder!r}.")
+        faces = np.asarray(faces, dtype=np.float32)
+        if faces.ndim != 4 or faces.shape[1:] != tuple(self.arch.image_shape):
+            raise ValueError(f"faces must be (B, {self.image_size}, {self.image_size}, 3) "
+                             f"float32 in [-1, 1]; got shape {faces.shape}.")
+        if decoder not in self._inference:
+            net = self.decoder_A if decoder == "A" else self.decoder_B
+            inputs = keras.Input(self.arch.image_shape)
+            outputs = net(self.encoder(inputs))
+            final = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
+            self._inference[decoder] = keras.Model(inputs, final)
+        out = np.asarray(self._inference[decoder](faces, training=False), dtype=np.float32)
+        alpha, rgb = out[..., :1], out[..., 1:]
+        return alpha, rgb, alpha * rgb + (1 - alpha) * faces
+
+    def swap(self, faces, direction: str = "AtoB"):
+        """Swaps faces: "AtoB" runs decoder_B on A faces, "BtoA" decoder_A on B faces.
+
+        Args:
+            faces: (B, R, R, 3) float32 RGB in [-1, 1].
+            direction: "AtoB" or "BtoA".
+
+        Returns:
+            (alpha (B,R,R,1) in [0,1], rgb (B,R,R,3) in [-1,1], masked (B,R,R,3) in
+            [-1,1]) numpy float32, with masked = alpha*rgb + (1-alpha)*faces.
+
+        Raises:
+            ValueError: unknown direction or wrong input shape.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}.")
+        return self.transform(faces, "B" if direction == "AtoB" else "A")
