@@ -114,6 +114,9 @@ class LossConfig:
     def __post_init__(self):
         _choice("gan_training", self.gan_training, GAN_TRAININGS)
         _choice("perceptual_backend", self.perceptual_backend, PERCEPTUAL_BACKENDS)
+        if self.PL_before_activ and self.perceptual_backend != "vggface":
+            raise ValueError("PL_before_activ needs perceptual_backend='vggface' (pre-ReLU "
+                             "features exist only there); use False with 'face_api'.")
         if not 0.0 <= self.m_mask <= 1.0:
             raise ValueError(f"m_mask must be in [0, 1]; got {self.m_mask!r}.")
         if self.lr_factor <= 0:
@@ -233,8 +236,8 @@ class TrainConfig:
         _choice("preset", preset, tuple(PRESETS))
         defaults: dict[str, Any] = {"arch": PRESETS[preset]}
         if preset == "lite":
-            defaults.update(schedule="colab_demo", batch_size=4,
-                            loss=LossConfig(use_PL=True, PL_before_activ=True))
+            # The Colab demo also set PL_before_activ, which needs the vggface backend.
+            defaults.update(schedule="colab_demo", batch_size=4, loss=LossConfig(use_PL=True))
         if preset == "tiny":
             defaults.update(iterations=20, batch_size=2, display_iters=10, backup_iters=0)
         defaults.update(overrides)
