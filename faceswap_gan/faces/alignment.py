@@ -1,0 +1,159 @@
+"""Face alignment from five landmarks: Umeyama similarity + affine warp, and inverse.
+
+As faceswap-GAN v2.2 `converter/landmarks_alignment.py`: the five MTCNN points are
+mapped onto fixed average positions with a least-squares similarity transform
+(Umeyama, 1991), then the frame is warped with `cv2.warpAffine(..., BORDER_REPLICATE)`.
+Here the warp goes straight from the frame to a `size x size` crop, and every face is
+aligned with its own landmarks (the original's `preprocess.py` aligned all faces of a
+frame with face 0's points, REFERENCE 1.10 item 5).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap_gan.faces.detection import check_frame
+
+# The original's average landmark positions as (row, col) fractions of the crop side,
+# order: left eye, right eye, nose, mouth left, mouth right (image left/right).
+TARGET_LANDMARKS_5_ROWS_COLS = np.array(
+    [
+        (0.31339227236234224, 0.3259269274198092),
+        (0.31075140146108776, 0.7228453709528997),
+        (0.5523683107816256, 0.5187296867370605),
+        (0.7752419985257663, 0.37262483743520886),
+        (0.7759613623985877, 0.6772957581740159),
+    ],
+    np.float64,
+)
+# The same points as (x, y) fractions: multiply by the crop side to get pixels.
+TARGET_LANDMARKS_5 = TARGET_LANDMARKS_5_ROWS_COLS[:, ::-1].copy()
+
+
+def umeyama(
+    src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True
+) -> np.ndarray:
+    """Least-squares similarity transform mapping `src` points onto `dst` points.
+
+    Args:
+        src: np.ndarray `(N, D)` source points (here `(5, 2)` `(x, y)` pixels).
+        dst: np.ndarray `(N, D)` destination points, same order.
+        estimate_scale: bool. Estimate a uniform scale; otherwise scale is 1 (rigid).
+
+    Returns:
+        np.ndarray `(D + 1, D + 1)` float64 homogeneous matrix `T` with
+        `dst ~= (T @ [src, 1].T).T[:, :D]`.
+
+    Raises:
+        ValueError: shapes differ, fewer than 2 points, or all points identical.
+
+    Reference:
+        - Umeyama, 1991, "Least-squares estimation of transformation parameters between
+          two point patterns", IEEE TPAMI 13(4), eq. 40-43.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[0] < 2:
+        raise ValueError(
+            f"src and dst must both be (N, D), N >= 2; got {src.shape}, {dst.shape}."
+        )
+    num, dim = src.shape
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean  # (N, D)
+    cov = dst_c.T @ src_c / num  # (D, D), eq. 38
+    if np.linalg.matrix_rank(cov) == 0:
+        raise ValueError("umeyama: degenerate points (all identical); no transform.")
+    sign = np.ones(dim)
+    if np.linalg.det(cov) < 0:
+        sign[-1] = -1  # eq. 39: S = diag(1, ..., -1) when det(cov) < 0
+    u, sigma, vt = np.linalg.svd(cov)
+    transform = np.eye(dim + 1)
+    transform[:dim, :dim] = u @ np.diag(sign) @ vt  # eq. 40
+    scale = 1.0
+    if estimate_scale:
+        scale = (sigma @ sign) / src_c.var(axis=0).sum()  # eq. 42
+    transform[:dim, dim] = dst_mean - scale * (transform[:dim, :dim] @ src_mean)  # 41
+    transform[:dim, :dim] *= scale
+    return transform
+
+
+def target_landmarks(size: int) -> np.ndarray:
+    """The original's target points in pixels of a `size` crop, `(5, 2)` (x, y)."""
+    return TARGET_LANDMARKS_5 * size
+
+
+def alignment_matrix(landmarks5: np.ndarray, size: int) -> np.ndarray:
+    """`(2, 3)` float64 matrix mapping frame pixels onto the aligned `size` crop."""
+    landmarks5 = np.asarray(landmarks5, np.float64)
+    if landmarks5.shape != (5, 2):
+        raise ValueError(f"landmarks5 must have shape (5, 2); got {landmarks5.shape}.")
+    return umeyama(landmarks5, target_landmarks(size), estimate_scale=True)[:2]
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Applies a `(2, 3)` affine matrix to `(N, 2)` (x, y) points; returns float32."""
+    points = np.asarray(points, np.float64)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def warp_to_crop(
+    image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
+    """Warps any `(H, W[, C])` image (frame, mask) with `matrix` into a `size` crop."""
+    out = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border
+    )
+    return out.reshape((size, size) + image.shape[2:])
+
+
+def align(
+    frame: np.ndarray, landmarks5: np.ndarray, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned face crop from a frame and that face's five landmarks.
+
+    Args:
+        frame: np.ndarray `(H, W, 3)` uint8 RGB.
+        landmarks5: np.ndarray `(5, 2)` (x, y) frame pixels, `Face.landmarks5` order.
+        size: int. Side of the square output crop in pixels.
+
+    Returns:
+        crop: np.ndarray `(size, size, 3)` uint8 RGB; the landmarks land on
+            `TARGET_LANDMARKS_5 * size` (least-squares). Outside the frame, border
+            pixels are replicated (as the original).
+        matrix: np.ndarray `(2, 3)` float64, frame pixels -> crop pixels.
+
+    Raises:
+        ValueError: bad frame, landmark shape or size.
+    """
+    check_frame(frame)
+    if int(size) < 8:
+        raise ValueError(f"size must be an int >= 8 pixels; got {size}.")
+    matrix = alignment_matrix(landmarks5, int(size))
+    return warp_to_crop(frame, matrix, int(size)), matrix
+
+
+def unalign(
+    crop_like: np.ndarray, matrix: np.ndarray, frame_shape: tuple[int, int]
+) -> np.ndarray:
+    """Warps a crop-space image back into frame space (the exact inverse of `align`).
+
+    Args:
+        crop_like: np.ndarray `(S, S)` or `(S, S, C)`, any dtype cv2 warps (uint8,
+            float32): an aligned crop, a swapped face or a mask.
+        matrix: np.ndarray `(2, 3)` frame -> crop matrix returned by `align`.
+        frame_shape: (H, W) of the frame (extra entries are ignored).
+
+    Returns:
+        np.ndarray `(H, W)` or `(H, W, C)`, same dtype; pixels outside the crop are 0.
+    """
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    out = cv2.warpAffine(
+        crop_like,
+        np.asarray(matrix, np.float64),
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return out.reshape((height, width) + crop_like.shape[2:])
