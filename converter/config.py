@@ -1,0 +1,264 @@
+"""`ConverterConfig` and its enums: the user's conversion API.
+
+Names, enum members and defaults follow the alvinahmadov/faceswap-parts fork of
+faceswap-GAN v2.2 (`converter/config.py`), whose vocabulary this project keeps; the
+option meanings are those of the original video-conversion notebook (docs/REFERENCE.md
+section 1.7). Enum fields also accept their member names as strings, case-insensitive
+and with or without underscores (``"histmatch"``, ``"hist_match"``, ``"EYES_ONLY"``),
+so the same config can come from a CLI flag or a JSON file.
+
+Example:
+    >>> config = ConverterConfig(roi_coverage=0.93, color_correction="adain_xyz")
+    >>> ConverterConfig.from_dict(config.to_dict()) == config
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ColorCorrectionType(enum.Enum):
+    """How the swapped face's colours are matched to the original face."""
+
+    NONE = 0  # Keep the generator's colours.
+    ADAIN = 1  # Per-channel mean/std transfer in RGB (Huang & Belongie, 2017).
+    ADAIN_XYZ = 2  # The same statistics transfer in CIE XYZ.
+    HISTMATCH = 3  # Per-channel histogram (CDF) matching.
+
+
+class ImageOutputType(enum.Enum):
+    """Layout of each output frame (the fork's values)."""
+
+    SINGLE = 0  # [result]: the input's width.
+    COMBINED = 1  # [source | result]: twice the width.
+    TRIPLE = 3  # [source | result | mask heatmap]: three times the width.
+
+
+class TransformDirection(enum.Enum):
+    """Which identity is put on the faces of the video."""
+
+    AtoB = 0  # Faces of A in the video become B (decoder B).
+    BtoA = 1  # Faces of B in the video become A (decoder A).
+
+
+class SegmentationType(enum.Enum):
+    """Which face parts take the swapped pixels (ALL: the whole face region)."""
+
+    ALL = 0
+    EYES_ONLY = 1
+    EYEBROWS_ONLY = 2
+    NOSE_ONLY = 3
+    MOUTH_ONLY = 4
+    EYES_AND_EYEBROWS = 5
+    EYES_AND_MOUTH = 6
+    EYES_AND_NOSE = 7
+    EYEBROWS_AND_NOSE = 8
+    MOUTH_AND_NOSE = 9
+    MOUTH_AND_EYEBROWS = 10
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Names in `faceswap_gan.faces.masks.FACE_PARTS` that this choice covers."""
+        return SEGMENTATION_PARTS[self]
+
+
+# Each SegmentationType -> the FACE_PARTS names it covers. ALL covers every part, but
+# the converter treats ALL as "the whole ROI" and builds no part mask for it.
+SEGMENTATION_PARTS: dict[SegmentationType, tuple[str, ...]] = {
+    SegmentationType.ALL: ("eyebrows", "eyes", "nose", "mouth"),
+    SegmentationType.EYES_ONLY: ("eyes",),
+    SegmentationType.EYEBROWS_ONLY: ("eyebrows",),
+    SegmentationType.NOSE_ONLY: ("nose",),
+    SegmentationType.MOUTH_ONLY: ("mouth",),
+    SegmentationType.EYES_AND_EYEBROWS: ("eyes", "eyebrows"),
+    SegmentationType.EYES_AND_MOUTH: ("eyes", "mouth"),
+    SegmentationType.EYES_AND_NOSE: ("eyes", "nose"),
+    SegmentationType.EYEBROWS_AND_NOSE: ("eyebrows", "nose"),
+    SegmentationType.MOUTH_AND_NOSE: ("mouth", "nose"),
+    SegmentationType.MOUTH_AND_EYEBROWS: ("mouth", "eyebrows"),
+}
+
+IMAGE_SIZES = (64, 128, 256)
+
+
+def _squash(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+def parse_enum(
+    enum_type: type[enum.Enum], value: Any, field: str = "value"
+) -> enum.Enum:
+    """Returns the member of `enum_type` that `value` names.
+
+    Args:
+        enum_type: type. An `enum.Enum` subclass.
+        value: a member, its name (case, `_` and `-` ignored) or its int value.
+        field: str. The config field, for the error message.
+
+    Raises:
+        ValueError: `value` names no member; the message lists the allowed names.
+    """
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str):
+        for member in enum_type:
+            if _squash(member.name) == _squash(value):
+                return member
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return enum_type(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(m.name for m in enum_type)
+    raise ValueError(f"{field} must be one of {allowed} (or its name); got {value!r}.")
+
+
+def _check_range(name: str, value: Any, low: float, high: float, closed: str) -> None:
+    """Raises ValueError unless low (<|<=) value (<|<=) high, as `closed` says."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {value!r}.")
+    ok_low = value >= low if closed[0] == "[" else value > low
+    ok_high = value <= high if closed[1] == "]" else value < high
+    if not (ok_low and ok_high):
+        raise ValueError(
+            f"{name} must be in {closed[0]}{low}, {high}{closed[1]}; got {value!r}."
+        )
+
+
+@dataclass(frozen=True)
+class ConverterConfig:
+    """Options of a video conversion (validated on construction).
+
+    Frozen: derive a changed copy with `dataclasses.replace(config, enhance=0.2)`.
+
+    Raises:
+        ValueError: a field is out of range or names no enum member; the message gives
+            the allowed range or names.
+    """
+
+    image_shape: tuple[int, int, int] = (64, 64, 3)  # (S, S, 3); S 64, 128 or 256.
+    use_smoothed_bbox: bool = True  # Smooth face boxes over time (per-face tracks).
+    use_kalman_filter: bool = True  # Kalman smoother; False: moving average.
+    use_auto_downscaling: bool = False  # Downscale big frames before MTCNN.
+    bbox_moving_avg_coef: float = 0.65  # [0, 1]: weight of the previous box (EMA).
+    min_face_area: int = 35 * 35  # >= 0 px^2: smaller detections are dropped.
+    kf_noise_coef: float = 1e-3  # > 0: Kalman process noise; x10 lags less, /10 calmer.
+    color_correction: ColorCorrectionType = ColorCorrectionType.HISTMATCH  # See color.
+    detection_threshold: float = 0.8  # (0, 1]: MTCNN third-stage threshold.
+    roi_coverage: float = 0.9  # (0, 1): crop int(S*(1-c)) from each side of the crop.
+    enhance: float = 0.0  # [0, 1]: contrast boost -e*orig + (1+e)*result; 0-0.4 useful.
+    output_type: ImageOutputType = ImageOutputType.TRIPLE  # Frame layout.
+    direction: TransformDirection = TransformDirection.AtoB  # Which decoder is used.
+    segmentation: SegmentationType = SegmentationType.ALL  # Face parts to swap.
+    watermark: bool = True  # Draw a small visible "SYNTHETIC" label on every frame.
+
+    def __post_init__(self) -> None:
+        # Frozen: normalised values are set through object.__setattr__.
+        object.__setattr__(self, "image_shape", _parse_image_shape(self.image_shape))
+        for name, enum_type in _ENUM_FIELDS.items():
+            value = parse_enum(enum_type, getattr(self, name), name)
+            object.__setattr__(self, name, value)
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name} must be True or False; got {getattr(self, name)!r}."
+                )
+        _check_range("roi_coverage", self.roi_coverage, 0, 1, "()")
+        _check_range("bbox_moving_avg_coef", self.bbox_moving_avg_coef, 0, 1, "[]")
+        _check_range("detection_threshold", self.detection_threshold, 0, 1, "(]")
+        _check_range("kf_noise_coef", self.kf_noise_coef, 0, float("inf"), "()")
+        _check_range("enhance", self.enhance, 0, 1, "[]")
+        _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
+
+    @property
+    def image_size(self) -> int:
+        """Side S of the model's square input in pixels."""
+        return self.image_shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: enums as member names, image_shape as a list."""
+        out = dataclasses.asdict(self)
+        for name in _ENUM_FIELDS:
+            out[name] = out[name].name
+        out["image_shape"] = list(self.image_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConverterConfig:
+        """Inverse of `to_dict`; missing keys take the defaults.
+
+        Raises:
+            ValueError: an unknown key (the message lists known keys) or a bad value.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown ConverterConfig keys {unknown}; known keys: {sorted(known)}."
+            )
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        """Writes `to_dict()` as indented JSON to `path`."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ConverterConfig:
+        """Reads a config written by `to_json` (or by hand; missing keys = defaults).
+
+        Raises:
+            FileNotFoundError: `path` does not exist.
+            ValueError: the file is not a JSON object, or a key/value is invalid.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Converter config file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path} must hold a JSON object of ConverterConfig fields."
+            )
+        return cls.from_dict(data)
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "color_correction": ColorCorrectionType,
+    "output_type": ImageOutputType,
+    "direction": TransformDirection,
+    "segmentation": SegmentationType,
+}
+_BOOL_FIELDS = (
+    "use_smoothed_bbox",
+    "use_kalman_filter",
+    "use_auto_downscaling",
+    "watermark",
+)
+
+
+def _parse_image_shape(value: Any) -> tuple[int, int, int]:
+    """(S, S, 3) or S -> (S, S, 3) with S in IMAGE_SIZES; ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value, 3)
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        shape = ()
+    if (
+        len(shape) != 3
+        or shape[0] != shape[1]
+        or shape[0] not in IMAGE_SIZES
+        or shape[2] != 3
+    ):
+        raise ValueError(
+            f"image_shape must be (S, S, 3) with S in {IMAGE_SIZES}; got {value!r}."
+        )
+    return shape

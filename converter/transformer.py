@@ -1,0 +1,160 @@
+"""FaceTransformer: aligned face crops -> swapped crops, alpha masks and raw outputs.
+
+As faceswap-GAN v2.2 `converter/face_transformer.py` (REFERENCE 1.7 step 5): crop the
+ROI by `roi_coverage`, resize it to the model's resolution, run the generator, resize
+alpha and RGB back, colour-correct against the original ROI, and blend with a feathered
+ROI mask. Differences: all faces of a frame go through the generator as one batch; RGB
+throughout (the original fed BGR); colour statistics are taken inside the face region
+(the generator's alpha) rather than the whole square; the colour-corrected RGB is
+blended once with the combined mask `alpha * feather [* part mask]` (the original
+corrected the already-blended image, which also shifted background pixels); and a
+`SegmentationType` other than ALL lets only the chosen face parts take swapped pixels
+(the alvinahmadov/faceswap-parts fork).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import cv2
+import numpy as np
+
+from converter.blending import composite, feather_mask, roi_bounds
+from converter.color import COLOR_CORRECTIONS
+from converter.config import ConverterConfig, SegmentationType
+from faceswap_gan.images import from_model_range, to_model_range
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Square resize; INTER_AREA to shrink, INTER_CUBIC to enlarge."""
+    if image.shape[0] == size:
+        return image
+    shrink = image.shape[0] > size
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+class FaceTransformer:
+    """Swaps aligned face crops with a trained `FaceSwapGAN`.
+
+    Args:
+        model: a `faceswap_gan` `FaceSwapGAN` (anything with `image_size` and
+            `swap(faces, direction) -> (alpha, rgb, masked)` as in docs: faces
+            `(B, S, S, 3)` float32 [-1, 1] RGB, alpha `(B, S, S, 1)` [0, 1]).
+        config: ConverterConfig. Uses `roi_coverage`, `color_correction`, `direction`,
+            `segmentation`.
+
+    Attributes:
+        seconds: dict[str, float]. Accumulated wall time of the "generator", "colour"
+            and "blend" stages over all `transform` calls.
+    """
+
+    def __init__(self, model, config: ConverterConfig):
+        self.model, self.config = model, config
+        self.correct = COLOR_CORRECTIONS[config.color_correction]
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def transform(
+        self, aligned_crops: np.ndarray, part_masks: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Swaps a batch of aligned crops (all faces of one frame).
+
+        Args:
+            aligned_crops: `(N, S, S, 3)` uint8 RGB, aligned with
+                `faceswap_gan.faces.alignment.align` (any S >= 8; resized for the
+                model).
+            part_masks: `(N, S, S)` float32 [0, 1] masks of the chosen face parts in
+                crop pixels (`faces.masks.part_mask`); required unless segmentation
+                is ALL, ignored when it is ALL.
+
+        Returns:
+            result: `(N, S, S, 3)` uint8 RGB, the crops with the swapped face blended
+                in.
+            alpha: `(N, S, S)` float32 [0, 1], where `result` takes swapped pixels
+                (generator alpha x feathered ROI mask [x part mask]; 0 outside the ROI).
+            raw: `(N, S, S, 3)` uint8 RGB, the colour-corrected generator output in the
+                ROI, the input crop outside it (so `alpha * raw + (1 - alpha) * crop`
+                equals `result` up to rounding).
+
+        Raises:
+            ValueError: bad crop shape/dtype, or missing/mis-shaped part masks.
+        """
+        crops = np.asarray(aligned_crops)
+        if (
+            crops.ndim != 4
+            or crops.shape[3] != 3
+            or crops.shape[1] != crops.shape[2]
+            or crops.dtype != np.uint8
+        ):
+            raise ValueError(
+                f"aligned_crops must be (N, S, S, 3) uint8 RGB; got {crops.shape} "
+                f"{crops.dtype}."
+            )
+        count, size = crops.shape[:2]
+        parts = self._check_part_masks(part_masks, crops.shape[:3])
+        if count == 0:
+            empty = np.zeros(crops.shape[:3], np.float32)
+            return crops.copy(), empty, crops.copy()
+        start, stop = roi_bounds(size, self.config.roi_coverage)
+        rois = crops[:, start:stop, start:stop]  # (N, R, R, 3)
+        roi_size = stop - start
+
+        tic = time.perf_counter()
+        batch = np.stack([_resize(roi, self.model.image_size) for roi in rois])
+        alpha_m, rgb_m, _ = self.model.swap(
+            to_model_range(batch), self.config.direction.name
+        )
+        alphas = np.stack(
+            [  # (N, R, R) float32 [0, 1]
+                np.clip(_resize(np.asarray(a[..., 0], np.float32), roi_size), 0.0, 1.0)
+                for a in alpha_m
+            ]
+        )
+        rgbs = (
+            np.stack(
+                [  # (N, R, R, 3) float32 [0, 1]
+                    _resize(from_model_range(rgb), roi_size) for rgb in rgb_m
+                ]
+            ).astype(np.float32)
+            / 255.0
+        )
+        self.seconds["generator"] += time.perf_counter() - tic
+
+        tic = time.perf_counter()
+        originals = rois.astype(np.float32) / 255.0
+        corrected = np.stack(
+            [
+                self.correct(rgb, original, alpha)
+                for rgb, original, alpha in zip(rgbs, originals, alphas)
+            ]
+        )
+        self.seconds["colour"] += time.perf_counter() - tic
+
+        tic = time.perf_counter()
+        blend = alphas * feather_mask(roi_size, self.config.roi_coverage)  # (N, R, R)
+        if parts is not None:
+            blend = blend * parts[:, start:stop, start:stop]
+        alpha = np.zeros(crops.shape[:3], np.float32)
+        alpha[:, start:stop, start:stop] = blend
+        raw = crops.copy()
+        raw[:, start:stop, start:stop] = np.rint(corrected * 255.0).astype(np.uint8)
+        mixed = composite(raw.astype(np.float32), crops.astype(np.float32), alpha)
+        result = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        self.seconds["blend"] += time.perf_counter() - tic
+        return result, alpha, raw
+
+    def _check_part_masks(self, part_masks, shape) -> np.ndarray | None:
+        if self.config.segmentation == SegmentationType.ALL:
+            return None
+        if part_masks is None:
+            raise ValueError(
+                f"segmentation={self.config.segmentation.name} needs part_masks "
+                "(N, S, S) float32 [0, 1] from faceswap_gan.faces.masks.part_mask."
+            )
+        part_masks = np.asarray(part_masks, np.float32)
+        if part_masks.shape != tuple(shape):
+            raise ValueError(
+                f"part_masks must have shape {tuple(shape)}; got {part_masks.shape}."
+            )
+        return np.clip(part_masks, 0.0, 1.0)

@@ -1,0 +1,215 @@
+"""`python -m faceswap_gan convert`: swap the faces of a video with a trained model.
+
+Reads the video frame by frame, detects faces (MTCNN), smooths their boxes per face
+(Kalman), aligns, swaps (A->B by default), colour-matches and blends them back, and
+writes an H.264 MP4 with the input's audio copied unchanged. The output is marked as
+synthetic media in its metadata and, unless --no-watermark, with a small visible label.
+Swap only faces of people who consented, and never use the output to deceive.
+
+Every ConverterConfig field has a flag; --config FILE loads a JSON config (as written by
+`ConverterConfig.to_json`) and explicit flags override it. image_shape defaults to the
+model's input size.
+
+Examples:
+    python -m faceswap_gan convert --model runs/00001-lite-64px \\
+        --input faceswap_gan/data/samples/person_a.mp4 --output swapped.mp4
+    python -m faceswap_gan convert --model runs/00001-lite-64px --input a.mp4 \\
+        --output b.mp4 --output-type single --color-correction adain_xyz \\
+        --roi-coverage 0.93 --max-frames 300
+    python -m faceswap_gan convert --model runs/x/checkpoints/step_0040000 \\
+        --input a.mp4 --output eyes.mp4 --segmentation eyes_only --config conv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+# (flag dest, type, help) for the ConverterConfig fields that take a value.
+_VALUE_FIELDS = (
+    ("image_shape", int, "model input side S: 64, 128 or 256 (default: the model's)"),
+    (
+        "bbox_moving_avg_coef",
+        float,
+        "[0, 1] weight of the previous box in the moving average (default 0.65)",
+    ),
+    (
+        "min_face_area",
+        int,
+        ">= 0: drop faces smaller than this many px^2 (default 1225)",
+    ),
+    (
+        "kf_noise_coef",
+        float,
+        "> 0: Kalman process noise; x10 if tracking lags, /10 if boxes jitter "
+        "(default 1e-3)",
+    ),
+    (
+        "color_correction",
+        str,
+        "histmatch | adain | adain_xyz | none (default histmatch)",
+    ),
+    ("detection_threshold", float, "(0, 1) MTCNN third-stage threshold (default 0.8)"),
+    (
+        "roi_coverage",
+        float,
+        "(0, 1): crop int(S*(1-c)) px from each side of the aligned face (default 0.9)",
+    ),
+    ("enhance", float, "[0, 1] contrast boost, 0-0.4 useful (default 0)"),
+    (
+        "output_type",
+        str,
+        "single (result) | combined (source|result) | triple (+ mask heatmap) "
+        "(default triple)",
+    ),
+    ("direction", str, "AtoB (A's faces become B) | BtoA (default AtoB)"),
+    (
+        "segmentation",
+        str,
+        "all | eyes_only | eyebrows_only | nose_only | mouth_only | "
+        "eyes_and_eyebrows | "
+        "eyes_and_mouth | eyes_and_nose | eyebrows_and_nose | mouth_and_nose | "
+        "mouth_and_eyebrows: the face parts that are swapped (default all)",
+    ),
+)
+_BOOL_FIELDS = (
+    ("use_smoothed_bbox", "smooth face boxes over frames (default on)"),
+    ("use_kalman_filter", "Kalman smoothing; off = moving average (default on)"),
+    ("use_auto_downscaling", "downscale large frames before detection (default off)"),
+    ("watermark", "draw a small visible SYNTHETIC label (default on)"),
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the `convert` subcommand to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "convert",
+        help="swap the faces of a video with a trained model (audio kept)",
+        description=__doc__.split("Examples:")[0].split("\n", 2)[2],
+        epilog="Examples:" + __doc__.split("Examples:")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="run folder (uses its latest checkpoint) or checkpoint folder",
+    )
+    parser.add_argument(
+        "--input", required=True, help="video with the faces to replace"
+    )
+    parser.add_argument("--output", required=True, help="output video (.mp4, H.264)")
+    parser.add_argument("--config", help="JSON file of ConverterConfig fields")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="convert only the first N frames (audio cut to match)",
+    )
+    parser.add_argument(
+        "--landmarks",
+        default="face_api",
+        choices=("face_api", "face_alignment"),
+        help="68-point landmark backend for --segmentation other than "
+        "all (default face_api, offline)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config and the video's properties, then stop",
+    )
+    options = parser.add_argument_group("ConverterConfig fields (override --config)")
+    for name, type_, help_ in _VALUE_FIELDS:
+        options.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=type_,
+            default=None,
+            metavar={int: "N", float: "X"}.get(type_, "NAME"),
+            help=help_,
+        )
+    for name, help_ in _BOOL_FIELDS:
+        options.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            action=argparse.BooleanOptionalAction,
+            help=help_,
+        )
+    return parser
+
+
+def resolve_config(args: argparse.Namespace, model_size: int | None = None):
+    """ConverterConfig from --config (if any) with the explicit flags on top.
+
+    Args:
+        args: parsed arguments of `add_parser`'s parser.
+        model_size: int | None. The model's input side; used for image_shape when
+            neither the file nor a flag sets it.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing/invalid file or an invalid value.
+    """
+    from converter.config import ConverterConfig
+
+    data = {}
+    if args.config:
+        ConverterConfig.from_json(args.config)  # Validates, with clear errors.
+        with open(args.config) as file:
+            data = json.load(file)
+    fields = [name for name, _, _ in _VALUE_FIELDS] + [name for name, _ in _BOOL_FIELDS]
+    data.update(
+        {
+            name: getattr(args, name)
+            for name in fields
+            if getattr(args, name) is not None
+        }
+    )
+    if "image_shape" not in data and model_size is not None:
+        data["image_shape"] = model_size
+    return ConverterConfig.from_dict(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Converts the video and prints the report.
+
+    Returns:
+        int. 0 on success, 1 on bad input (reason on stderr).
+    """
+    from converter.pipeline import VideoConverter
+    from converter.video import VideoReader
+
+    try:
+        if args.dry_run:
+            config = resolve_config(args)
+            reader = VideoReader(args.input)
+            print(json.dumps(config.to_dict(), indent=2))
+            print(
+                f"{args.input}: {reader.size[0]}x{reader.size[1]}, {reader.frame_count}"
+                f" frames, {float(reader.fps):.3f} fps, audio: {reader.has_audio}"
+            )
+            return 0
+        from faceswap_gan.checkpoints import load_model
+
+        model = load_model(args.model)
+        config = resolve_config(args, model.image_size)
+        landmarks = None
+        if config.segmentation.name != "ALL":
+            from faceswap_gan.faces.landmarks import LandmarkDetector
+
+            landmarks = LandmarkDetector(args.landmarks)
+        print(json.dumps(config.to_dict()))
+        converter = VideoConverter(model, config, landmark_detector=landmarks)
+        report = converter.convert(
+            args.input,
+            args.output,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"convert: error: {error}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print(f"Wrote {report.output_path} (marked as synthetic media).")
+    return 0

@@ -1,0 +1,123 @@
+"""VideoConverter end to end on the bundled clips with a real tiny FaceSwapGAN."""
+
+import av
+import numpy as np
+import pytest
+
+from converter.blending import label_box
+from converter.config import ConverterConfig
+from converter.pipeline import STEPS, VideoConverter
+from converter.video import SYNTHETIC_COMMENT, VideoReader, VideoWriter, read_metadata
+from faceswap_gan.faces.landmarks import LandmarkDetector
+from faceswap_gan.faces.masks import part_mask
+
+
+@pytest.fixture(scope="module")
+def frame(clip_a, first_frames):
+    return first_frames(clip_a, 1)[0]  # (480, 480, 3) uint8 RGB, one face.
+
+
+def _outside_label(shape):
+    keep = np.ones(shape[:2], bool)
+    x0, y0, x1, y1 = label_box(shape)
+    keep[y0:y1, x0:x1] = False
+    return keep
+
+
+@pytest.mark.parametrize(
+    "output_type, panels", [("single", 1), ("combined", 2), ("triple", 3)]
+)
+def test_output_type_sets_the_width(tiny_model, detector, frame, output_type, panels):
+    config = ConverterConfig(output_type=output_type)
+    output = VideoConverter(tiny_model, config, detector).convert_image(frame)
+    assert output.shape == (480, 480 * panels, 3) and output.dtype == np.uint8
+    if panels > 1:
+        np.testing.assert_array_equal(output[:, :480], frame)  # Source panel.
+    assert (
+        np.abs(output[:, 480 * (panels > 1) :][:, :480].astype(int) - frame).max() > 10
+    )
+
+
+def test_zero_alpha_returns_the_frame_unchanged(zero_alpha_model, detector, frame):
+    converter = VideoConverter(
+        zero_alpha_model, ConverterConfig(output_type="single"), detector
+    )
+    output = converter.convert_image(frame)
+    keep = _outside_label(frame.shape)
+    np.testing.assert_array_equal(output[keep], frame[keep])
+    assert np.any(output[~keep] != frame[~keep])  # The visible label is drawn.
+    unlabelled = VideoConverter(
+        zero_alpha_model,
+        ConverterConfig(output_type="single", watermark=False),
+        detector,
+    )
+    np.testing.assert_array_equal(unlabelled.convert_image(frame), frame)
+
+
+def test_eyes_only_changes_pixels_only_near_the_eyes(tiny_model, detector, frame):
+    config = ConverterConfig(
+        output_type="single", segmentation="EYES_ONLY", watermark=False
+    )
+    landmarks = LandmarkDetector()
+    output = VideoConverter(tiny_model, config, detector, landmarks).convert_image(
+        frame
+    )
+    changed = np.any(output != frame, axis=-1)
+    face = detector.detect(frame)[0]
+    points = landmarks.detect(frame, face.box[None])[0]
+    near_eyes = part_mask(points, ["eyes"], frame.shape, dilate=41) > 0
+    assert changed.sum() > 200
+    assert not np.any(changed & ~near_eyes)
+    whole = VideoConverter(
+        tiny_model, ConverterConfig(output_type="single", watermark=False), detector
+    )
+    assert np.any(np.any(whole.convert_image(frame) != frame, axis=-1) & ~near_eyes)
+
+
+def test_convert_video_keeps_frames_fps_audio_and_tags(
+    tiny_model, detector, clip_a, tmp_path
+):
+    out = tmp_path / "swapped.mp4"
+    config = ConverterConfig(output_type="combined", color_correction="adain")
+    report = VideoConverter(tiny_model, config, detector).convert(
+        clip_a, out, max_frames=12, progress=False
+    )
+    assert (report.frames, report.faces, report.frames_without_face) == (12, 12, 0)
+    assert set(report.seconds) == set(STEPS) and report.seconds["generator"] > 0
+    assert report.video_seconds == pytest.approx(12 / 30)
+    written = VideoReader(out)
+    assert written.frame_count == 12 == sum(1 for _ in written)
+    assert written.fps == VideoReader(clip_a).fps and written.size == (960, 480)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert abs(float(audio.duration * audio.time_base) - 12 / 30) <= 1 / 30
+    assert read_metadata(out)["comment"] == SYNTHETIC_COMMENT
+    assert "frames/s" in report.summary()
+
+
+def test_video_without_faces_is_written_through_with_a_warning(
+    tiny_model, detector, tmp_path
+):
+    blank = tmp_path / "blank.mp4"
+    with VideoWriter(blank, 30, (96, 96), metadata={}) as writer:
+        for value in range(6):
+            writer.write(np.full((96, 96, 3), 100 + 10 * value, np.uint8))
+    converter = VideoConverter(
+        tiny_model, ConverterConfig(output_type="single"), detector
+    )
+    with pytest.warns(UserWarning, match="No face was detected in any of the 6 frames"):
+        report = converter.convert(blank, tmp_path / "out.mp4", progress=False)
+    assert (report.frames, report.faces, report.frames_without_face) == (6, 0, 6)
+    assert VideoReader(tmp_path / "out.mp4").frame_count == 6
+
+
+def test_errors(tiny_model, detector, clip_a, tmp_path):
+    converter = VideoConverter(tiny_model, ConverterConfig(), detector)
+    with pytest.raises(FileNotFoundError, match="nothing.mp4"):
+        converter.convert(tmp_path / "nothing.mp4", tmp_path / "out.mp4")
+    with pytest.raises(ValueError, match="max_frames"):
+        converter.convert(clip_a, tmp_path / "out.mp4", max_frames=0)
+    with pytest.raises(ValueError, match="must differ"):
+        converter.convert(clip_a, clip_a)
+    with pytest.raises(ValueError, match=r"image_shape=\(64, 64, 3\)"):
+        VideoConverter(tiny_model, ConverterConfig(image_shape=128), detector)
