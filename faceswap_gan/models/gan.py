@@ -225,7 +225,7 @@ class FaceSwapGAN(keras.Model):
             outputs = net(self.encoder(inputs))
             final = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
             self._inference[decoder] = keras.Model(inputs, final)
-        out = np.asarray(self._inference[decoder](faces, training=False), dtype=np.float32)
+        out = np.asarray(self._inference[decoder].predict_on_batch(faces), dtype=np.float32)
         alpha, rgb = out[..., :1], out[..., 1:]
         return alpha, rgb, alpha * rgb + (1 - alpha) * faces
 
