@@ -1,0 +1,45 @@
+"""`python -m faceswap_gan` / `faceswap-gan`: the command-line interface.
+
+Subcommands (each has --help):
+    extract   faces (raw, aligned, eye masks) from a video or an image folder
+    masks     binary eye masks for a folder of face crops (68-point landmarks)
+    train     train a swap model on two folders of faces (resumable)
+    convert   swap faces in a video with a trained model (audio kept, labelled synthetic)
+    demo      all of the above on the bundled sample clips
+    evaluate  quality report of a trained model
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = ("extract", "masks", "train", "convert", "demo", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceswap-gan", description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"faceswap_gan.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"faceswap_gan.commands.{name}":
+                raise
+            continue  # a subcommand not installed in this build
+        module.add_parser(subparsers).set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses `argv` (default sys.argv[1:]), runs the subcommand, returns its exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    code = args.run(args)
+    if argv is None:
+        sys.exit(code)
+    return code

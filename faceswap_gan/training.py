@@ -1,0 +1,217 @@
+"""train(TrainConfig) -> run folder: the v2.2 training loop, resumable and observable.
+
+Run folder layout:
+    config.json          the resolved TrainConfig
+    metrics.jsonl        one line per display window: step, stage, every loss term, lr, seconds
+    loss.png             loss curves by term (updated with the previews)
+    previews/            step_XXXXXXX.png grids and latest.png
+    checkpoints/         latest pointer, the newest checkpoint, backups every backup_iters
+    tensorboard/         optional TensorBoard scalars
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from faceswap_gan import checkpoints
+from faceswap_gan.config import SCHEDULES, TrainConfig, stage_at, to_dict, to_json
+from faceswap_gan.dataset import FaceSet, make_dataset
+from faceswap_gan.images import to_model_range
+from faceswap_gan.models.gan import FaceSwapGAN
+from faceswap_gan.previews import plot_losses, save_preview
+
+PREVIEW_FACES = 4  # Faces per side in the preview grids.
+
+
+def needs_perceptual(config: TrainConfig) -> bool:
+    """True when the perceptual loss is on now or in any stage of the schedule."""
+    return config.loss.use_PL or any(s.use_PL for s in SCHEDULES[config.schedule])
+
+
+def build_model(config: TrainConfig) -> FaceSwapGAN:
+    """FaceSwapGAN (compiled) for `config`, with the perceptual model if any stage uses it."""
+    perceptual = None
+    if needs_perceptual(config):
+        from faceswap_gan.perceptual import build_perceptual_model
+
+        perceptual = build_perceptual_model(config.loss.perceptual_backend,
+                                            config.loss.PL_before_activ,
+                                            config.loss.perceptual_weights)
+    model = FaceSwapGAN(config.arch, config.loss, config.loss_weights, perceptual,
+                        seed=config.seed)
+    model.compile(mixed_precision=config.mixed_precision)
+    return model
+
+
+def _datasets(config: TrainConfig, start_index: int):
+    faces_a = FaceSet(config.faces_a, config.masks_a)
+    faces_b = FaceSet(config.faces_b, config.masks_b)
+    pool = np.concatenate([faces_a.images, faces_b.images])  # colour-match references
+    streams = [make_dataset(faces, config.arch.image_size, config.batch_size,
+                            config.seed + side, config.augment, pool, start_index)
+               for side, faces in enumerate((faces_a, faces_b))]
+    size = (config.arch.image_size,) * 2
+    previews = [to_model_range(np.stack([cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                                         for img in faces.images[:PREVIEW_FACES]]))
+                for faces in (faces_a, faces_b)]
+    return tf.data.Dataset.zip(tuple(streams)), previews, (faces_a, faces_b)
+
+
+def _strategy():
+    """MirroredStrategy over all GPUs when more than one is visible, else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+class _Run:
+    """Mutable state of one training run (the parts a checkpoint stores)."""
+
+    def __init__(self, config: TrainConfig, step=0, stage=-1, seconds=0.0):
+        self.config, self.step, self.stage, self.seconds = config, step, stage, seconds
+        self.dir = Path(config.run_dir)
+
+    def state(self) -> dict:
+        return {"step": self.step, "stage": self.stage, "seconds": round(self.seconds, 3),
+                "data_index": self.step * self.config.batch_size,
+                "iterations": self.config.iterations}
+
+    def save(self, model, backup=False) -> Path:
+        ckpt_dir = self.dir / "checkpoints"
+        backups = {p.name for p in ckpt_dir.glob("step_*") if (p / "BACKUP").exists()}
+        path = checkpoints.save_checkpoint(model, ckpt_dir, self.state(),
+                                           to_dict(self.config), keep=backups)
+        if backup:
+            (path / "BACKUP").touch()
+        return path
+
+
+def _enter_stage(model, run: _Run, entering_from_saved: bool) -> None:
+    """Applies the stage in force at run.step; swaps decoders only on a real transition."""
+    stages = SCHEDULES[run.config.schedule]
+    new = stage_at(run.config.schedule, run.step, run.config.iterations)
+    if new < 0:
+        return
+    if new != run.stage or entering_from_saved:
+        model.set_stage(stages[new])
+        if new > run.stage and stages[new].swap_decoders and not entering_from_saved:
+            model.swap_decoders()
+        run.stage = new
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True,
+          dry_run: bool = False, stop_at: int | None = None) -> Path:
+    """Trains a FaceSwapGAN and returns the run folder.
+
+    Args:
+        config: TrainConfig. Written resolved to run_dir/config.json.
+        resume: continue from run_dir's newest checkpoint (same step, stage, optimizer
+            state, data position, RNG); starts fresh if there is none.
+        progress: show a tqdm bar.
+        dry_run: print the resolved config and return before building anything.
+        stop_at: stop (with a checkpoint) at this step, before `config.iterations`: a
+            budget for one session; a later `resume=True` call goes on from there.
+
+    Raises:
+        FileExistsError: run_dir has checkpoints and resume is False (nothing is
+            overwritten).
+        ValueError / FileNotFoundError: bad data folders (see FaceSet) or a checkpoint
+            of another architecture.
+    """
+    run_dir = Path(config.run_dir)
+    print(to_json(config))
+    if dry_run:
+        return run_dir
+    has_ckpt = (run_dir / "checkpoints" / checkpoints.POINTER).is_file()
+    if has_ckpt and not resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=True "
+                              f"(--resume) to continue, or choose another run_dir.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    to_json(config, run_dir / "config.json")
+    policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        strategy = _strategy()
+        with strategy.scope():
+            model = build_model(config)
+        run = _Run(config)
+        if resume and has_ckpt:
+            state = checkpoints.load_weights(model, run_dir)
+            run = _Run(config, state["step"], state["stage"], state["seconds"])
+            _truncate_metrics(run_dir / "metrics.jsonl", run.step)
+            _enter_stage(model, run, entering_from_saved=True)
+        _loop(model, run, strategy, progress, min(stop_at or config.iterations,
+                                                  config.iterations))
+    finally:
+        keras.config.set_dtype_policy(policy)
+    return run_dir
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops metrics lines logged after the checkpoint we resume from (killed windows)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines()
+                 if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
+    config = run.config
+    data, previews, _ = _datasets(config, run.step * config.batch_size)
+    iterator = iter(strategy.experimental_distribute_dataset(data))
+
+    @tf.function
+    def step_fn(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    writer = None
+    if config.tensorboard:
+        writer = tf.summary.create_file_writer(str(run.dir / "tensorboard"))
+    window, started = defaultdict(list), time.time() - run.seconds
+    bar = tqdm(total=config.iterations, initial=run.step, disable=not progress,
+               desc="train", unit="it")
+    while run.step < stop_at:
+        _enter_stage(model, run, entering_from_saved=False)
+        logs = step_fn(next(iterator))
+        run.step += 1
+        for key, value in logs.items():
+            window[key].append(float(value))
+        bar.update(1)
+        bar.set_postfix({k.replace("/reconstruction", "_rec"): f"{window[k][-1]:.3f}"
+                         for k in ("g_a/reconstruction", "g_b/reconstruction",
+                                   "d_a/total")})
+        if run.step % config.display_iters == 0 or run.step == stop_at:
+            run.seconds = time.time() - started
+            _report(model, run, window, previews, writer)
+            window.clear()
+        if config.backup_iters and run.step % config.backup_iters == 0:
+            run.save(model, backup=True)
+    bar.close()
+
+
+def _report(model, run: _Run, window, previews, writer) -> None:
+    """Appends a metrics line, writes previews, the loss plot and the latest checkpoint."""
+    row = {"step": run.step, "stage": run.stage, "seconds": round(run.seconds, 3),
+           "lr_g": float(model.g_optimizer.learning_rate),
+           "lr_d": float(model.d_optimizer.learning_rate)}
+    row.update({k: float(np.mean(v)) for k, v in window.items()})
+    with open(run.dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if writer is not None:
+        with writer.as_default():
+            for key, value in row.items():
+                if "/" in key:
+                    tf.summary.scalar(key, value, step=run.step)
+    save_preview(model, *previews, run.dir / "previews", run.step)
+    plot_losses(run.dir / "metrics.jsonl", run.dir / "loss.png")
+    run.save(model)
