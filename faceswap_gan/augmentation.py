@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from faceswap_gan.faces.alignment import umeyama
 from faceswap_gan.images import to_model_range
 
 FACE_SIZE = 256  # Side of the stored face crops the augmentation works on.
@@ -72,40 +73,6 @@ class AugmentConfig:
                 raise ValueError(
                     f"{name} must be True or False; got {getattr(self, name)!r}."
                 )
-
-
-def umeyama(
-    src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True
-) -> np.ndarray:
-    """Least-squares similarity transform mapping `src` points onto `dst` points.
-
-    Args:
-        src: `(N, 2)` float array of source points `(x, y)`.
-        dst: `(N, 2)` float array of destination points `(x, y)`.
-        estimate_scale: bool. False fixes the scale to 1 (rigid transform).
-
-    Returns:
-        `(3, 3) float64` homogeneous matrix `T` with `dst ~ T @ [x, y, 1]`.
-
-    Reference:
-        - [Umeyama, 1991](https://doi.org/10.1109/34.88573), eq. 40-42 (as in
-          scikit-image's `_umeyama`, which the original copied).
-    """
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    n, dim = src.shape
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / n  # (2, 2), eq. 38
-    sign = np.ones(dim)
-    if np.linalg.det(cov) < 0:
-        sign[-1] = -1  # Excludes reflections, eq. 39.
-    u, s, vt = np.linalg.svd(cov)
-    rotation = u @ np.diag(sign) @ vt  # eq. 40
-    scale = (s @ sign) / src_c.var(axis=0).sum() if estimate_scale else 1.0  # eq. 42
-    matrix = np.eye(dim + 1)
-    matrix[:dim, :dim] = scale * rotation
-    matrix[:dim, dim] = dst_mean - scale * rotation @ src_mean  # eq. 41
-    return matrix
 
 
 def random_color_match(
