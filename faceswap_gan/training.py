@@ -156,6 +156,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     return run_dir
 
 
+def make_step_fn(model: FaceSwapGAN, strategy):
+    """One compiled training iteration over a (distributed) batch; logs averaged over
+    replicas. Each replica gets global_batch / replicas faces per side."""
+
+    @tf.function
+    def step_fn(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    return step_fn
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drops metrics lines logged after the checkpoint we resume from (killed windows)."""
     if path.is_file():
@@ -168,11 +180,7 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
     config = run.config
     data, previews, _ = _datasets(config, run.step * config.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(data))
-
-    @tf.function
-    def step_fn(batch):
-        logs = strategy.run(model.train_step, args=(batch,))
-        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+    step_fn = make_step_fn(model, strategy)
 
     writer = None
     if config.tensorboard:

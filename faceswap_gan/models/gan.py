@@ -30,6 +30,11 @@ class FaceSwapGAN(keras.Model):
             (`faceswap_gan.perceptual.build_perceptual_model`); needed when use_PL is on.
         seed: int. Seed of the mixup Beta draws.
 
+    Differences from the original, on purpose: one generator step updates the shared
+    encoder and both decoders on the sum of the A and B losses (the original ran two
+    generator updates); the D and G steps of an iteration share one batch per side
+    (the original drew fresh batches for each).
+
     Reference:
         - shaoanlu/faceswap-GAN v2.2, `networks/faceswap_gan_model.py`.
     """
