@@ -1,0 +1,256 @@
+"""Face-level evaluation of a FaceSwapGAN: reconstruction, identity, attributes.
+
+All faces are evaluated at the model's input size S (`model.image_size`): crops of
+any size are resized with `cv2.INTER_AREA`, as the trainer's previews do. Swapped
+faces are the masked composites `alpha * rgb + (1 - alpha) * input` that
+`FaceSwapGAN.swap` returns and the converter pastes into frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceswap_gan.evaluation import geometry, metrics
+from faceswap_gan.images import from_model_range, to_model_range
+
+SIDES = {"A": "B", "B": "A"}  # person -> the other person
+DIRECTIONS = {"A": "AtoB", "B": "BtoA"}  # person whose faces are swapped -> direction
+REFINE_BOX_SCALE = 1.1  # Second landmark pass: box side / landmark bounding-box side.
+
+
+@dataclass
+class FaceData:
+    """One person's evaluation faces at the model size.
+
+    Attributes:
+        faces: `(N, S, S, 3)` uint8 RGB.
+        eye_masks: `(N, S, S)` float32 in [0, 1] (from the masks folder, or from the
+            68 landmarks with `faceswap_gan.faces.masks.eye_mask`).
+        names: list[str]. File names, in the order of `faces`.
+        masks_from: str. "folder" or "landmarks".
+    """
+
+    faces: np.ndarray
+    eye_masks: np.ndarray | None
+    names: list
+    masks_from: str = "folder"
+
+
+def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
+    """`(N, H, W, 3)` uint8 (or `(N, H, W)` float masks) -> side `size` (INTER_AREA)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack(
+        [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in images]
+    )
+
+
+def load_faces(folder, size: int, mask_folder=None, max_faces=None) -> FaceData:
+    """Reads a folder of face crops (and eye masks) through `dataset.FaceSet`.
+
+    Args:
+        folder: str | Path. Face crops (any size; aligned crops or loose crops).
+        size: int. The model size S.
+        mask_folder: str | Path | None. Eye masks matched by file stem.
+        max_faces: int | None. Keep the first N faces (by file name).
+
+    Returns:
+        FaceData with `eye_masks` None when no mask folder is given.
+
+    Raises:
+        FileNotFoundError, ValueError: as `FaceSet` (missing folder, no images, a
+            missing mask); ValueError for `max_faces < 1`.
+    """
+    from faceswap_gan.dataset import FaceSet
+
+    if max_faces is not None and int(max_faces) < 1:
+        raise ValueError(f"max_faces must be >= 1 or None; got {max_faces!r}.")
+    face_set = FaceSet(folder, mask_folder)
+    keep = slice(None, None if max_faces is None else int(max_faces))
+    masks = None
+    if face_set.masks is not None:
+        masks = resize_faces(face_set.masks[keep].astype(np.float32) / 255.0, size)
+    names = [p.name for p in face_set.paths[keep]]
+    return FaceData(resize_faces(face_set.images[keep], size), masks, names)
+
+
+def detect_landmarks(detector, faces: np.ndarray) -> np.ndarray:
+    """68 landmarks of one face per crop, in two passes (as `FaceEmbedder.chips`).
+
+    The landmark net expects a detector-style box, so the whole crop is used first and
+    then a square box of 1.1x the side of the found points.
+
+    Args:
+        detector: `faceswap_gan.faces.landmarks.LandmarkDetector`.
+        faces: `(N, S, S, 3)` uint8 RGB crops.
+
+    Returns:
+        `(N, 68, 2)` float32 (x, y) pixels in the crops.
+    """
+    points = detector.detect_batch(faces)  # (N, 68, 2)
+    low, high = points.min(axis=1), points.max(axis=1)  # (N, 2)
+    half = (high - low).max(axis=1, keepdims=True) * REFINE_BOX_SCALE / 2  # (N, 1)
+    centre = (low + high) / 2  # (N, 2)
+    boxes = np.concatenate([centre - half, centre + half], axis=1)  # (N, 4)
+    return detector.detect_batch(faces, boxes)
+
+
+def eye_masks_from_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """`(N, 68, 2)` landmarks -> `(N, size, size)` eye masks (prep_binary_masks)."""
+    from faceswap_gan.faces.masks import eye_mask
+
+    return np.stack([eye_mask(points, (size, size)) for points in landmarks])
+
+
+def _image_scores(targets, predictions, masks=None) -> dict:
+    """Per-face l1/psnr/ssim lists; images `(N, S, S, 3)` in [0, 1]."""
+    masks = [None] * len(targets) if masks is None else masks
+    rows = [
+        (
+            metrics.masked_l1(t, p, m),
+            metrics.masked_psnr(t, p, m),
+            metrics.masked_ssim(t, p, m),
+        )
+        for t, p, m in zip(targets, predictions, masks, strict=True)
+    ]
+    return {name: [r[i] for r in rows] for i, name in enumerate(("l1", "psnr", "ssim"))}
+
+
+def reconstruction(model, data: FaceData, person: str) -> dict:
+    """A->A (or B->B) reconstruction scores per face.
+
+    The raw generator RGB is compared with the input on the whole crop, weighted by
+    the generator's alpha mask, and inside the eye masks; the masked composite is
+    compared on the whole crop (the original's "swap consistency").
+
+    Args:
+        model: FaceSwapGAN.
+        data: FaceData of `person` at the model size.
+        person: "A" or "B" (selects the decoder).
+
+    Returns:
+        {"whole"|"alpha"|"eyes"|"composite": {"l1"|"psnr"|"ssim": list of N floats}}
+        (values in [0, 1] images; PSNR in dB); "eyes" only with eye masks.
+    """
+    inputs = to_model_range(data.faces)
+    alpha, rgb, composite = model.transform(inputs, person)
+    target, rgb = metrics.to_unit_range(inputs), metrics.to_unit_range(rgb)
+    scores = {
+        "whole": _image_scores(target, rgb),
+        "alpha": _image_scores(target, rgb, alpha),
+        "composite": _image_scores(target, metrics.to_unit_range(composite)),
+    }
+    if data.eye_masks is not None:
+        scores["eyes"] = _image_scores(target, rgb, data.eye_masks)
+    return scores
+
+
+def alpha_coverage(model, faces: np.ndarray, decoder: str) -> np.ndarray:
+    """Mean alpha per face of `decoder` ("A"/"B") on `(N, S, S, 3)` uint8 faces.
+
+    Returns:
+        `(N,)` float in [0, 1]: the share of the crop the generator paints. Near 0
+        the composite is the input unchanged (early training drives alpha to 0
+        before the faces are learnt), so identity and landmark figures then
+        describe the input, not a swap.
+    """
+    alpha, _, _ = model.transform(to_model_range(faces), decoder)
+    return alpha.mean(axis=(1, 2, 3))
+
+
+def swap_faces(model, faces: np.ndarray, person: str) -> np.ndarray:
+    """Swaps `(N, S, S, 3)` uint8 faces of `person` -> uint8 masked composites."""
+    _, _, composite = model.swap(to_model_range(faces), DIRECTIONS[person])
+    return from_model_range(composite)
+
+
+def identity(embeddings: dict, person: str) -> dict:
+    """Identity scores of one swap direction from precomputed embeddings.
+
+    Args:
+        embeddings: {"A": (N_A, 128) real A, "B": (N_B, 128) real B,
+            "swap_A": (N_A, 128) swaps of A's faces, "swap_B": ...}.
+        person: whose faces were swapped ("A": direction AtoB).
+
+    Returns:
+        {"margin": (N,) cos to the other's centroid - cos to `person`'s,
+         "real_margin": (N,) the same margin for `person`'s real faces towards their
+         own identity (a reference; each face is part of its own centroid),
+         "retrieved_centroid": labels, "retrieved_nearest": labels}.
+    """
+    other = SIDES[person]
+    centroids = {k: metrics.centroid(embeddings[k]) for k in ("A", "B")}
+    swaps = embeddings[f"swap_{person}"]
+    galleries = {k: embeddings[k] for k in ("A", "B")}
+    return {
+        "margin": metrics.identity_margin(swaps, centroids[other], centroids[person]),
+        "real_margin": metrics.identity_margin(
+            embeddings[person], centroids[person], centroids[other]
+        ),
+        "retrieved_centroid": metrics.retrieve(swaps, galleries, "centroid"),
+        "retrieved_nearest": metrics.retrieve(swaps, galleries, "nearest"),
+    }
+
+
+def attributes(input_points: np.ndarray, swap_points: np.ndarray, size: int) -> dict:
+    """Landmark error and head-pose difference between inputs and their swaps.
+
+    Args:
+        input_points: `(N, 68, 2)` landmarks of the input faces (S-pixel crops).
+        swap_points: `(N, 68, 2)` landmarks of their swaps.
+        size: int. S.
+
+    Returns:
+        {"landmark_error": (N,) normalised by inter-ocular distance,
+         "pose_difference_deg": (N,) degrees}.
+    """
+    pose = [
+        geometry.pose_difference(p, q, (size, size))
+        for p, q in zip(input_points, swap_points, strict=True)
+    ]
+    return {
+        "landmark_error": geometry.landmark_error(input_points, swap_points),
+        "pose_difference_deg": np.asarray(pose),
+    }
+
+
+def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
+    """Cheap quality figures for logging during training, on a fixed face set.
+
+    Args:
+        model: FaceSwapGAN (training or not).
+        held_out_a: `(N_A, S, S, 3)` float32 RGB in [-1, 1] faces of A at model size
+            (N_A >= 1; about 8 is enough).
+        held_out_b: the same for B.
+        embedder: `faceswap_gan.faces.identity.FaceEmbedder` (build it once).
+
+    Returns:
+        {"eval/identity_margin_AtoB", "eval/identity_margin_BtoA": mean identity
+         margin (cos to the target centroid - cos to the source centroid, centroids of
+         the given real faces), "eval/masked_psnr_A", "eval/masked_psnr_B": mean PSNR
+         (dB) of the A->A / B->B generator RGB inside its alpha mask} as floats.
+    """
+    real = {
+        "A": np.asarray(held_out_a, np.float32),
+        "B": np.asarray(held_out_b, np.float32),
+    }
+    uint8 = {k: from_model_range(v) for k, v in real.items()}
+    embeddings = {k: embedder.embed(v) for k, v in uint8.items()}
+    out = {}
+    for person in ("A", "B"):
+        swapped = swap_faces(model, uint8[person], person)
+        embeddings[f"swap_{person}"] = embedder.embed(swapped)
+        margin = identity(embeddings, person)["margin"]
+        out[f"eval/identity_margin_{DIRECTIONS[person]}"] = float(np.mean(margin))
+    for person in ("A", "B"):
+        alpha, rgb, _ = model.transform(real[person], person)
+        target, rgb = metrics.to_unit_range(real[person]), metrics.to_unit_range(rgb)
+        psnr = [
+            metrics.masked_psnr(t, p, m)
+            for t, p, m in zip(target, rgb, alpha, strict=True)
+        ]
+        out[f"eval/masked_psnr_{person}"] = float(np.nanmean(psnr))
+    return out

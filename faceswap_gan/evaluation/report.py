@@ -1,0 +1,221 @@
+"""`evaluate`: the whole quality report of a trained model, as JSON, Markdown and PNGs.
+
+Output folder:
+    report.json                 every figure (see `evaluate`), NaN/inf written as null
+    report.md                   the same as tables, with the plots linked
+    grid_best_worst.png         input/swap pairs with the best and worst identity margin
+    identity_margins.png        identity margins of swaps and (for reference) real faces
+    reconstruction_psnr.png     PSNR per region, A->A and B->B
+    video_tracks.png, swapped.mp4   with a video only: box tracks and the converted clip
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faceswap_gan.evaluation import faces as face_eval
+from faceswap_gan.evaluation import plots
+from faceswap_gan.evaluation.markdown import markdown
+
+REPORT_KEYS = ("model", "image_size", "faces", "eye_masks_from", "reconstruction",
+               "alpha_coverage", "identity", "attributes", "video", "per_face",
+               "plots", "seconds")  # fmt: skip
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, float)
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def _summarise_identity(scores: dict, target: str) -> dict:
+    margin = np.asarray(scores["margin"])
+    hits = {
+        m: float(np.mean([p == target for p in scores[f"retrieved_{m}"]]))
+        for m in ("centroid", "nearest")
+    }
+    return {
+        "margin_mean": _mean(margin),
+        "margin_std": float(np.std(margin)),
+        "margin_min": float(margin.min()),
+        "margin_max": float(margin.max()),
+        "real_margin_mean": _mean(scores["real_margin"]),
+        "retrieval_top1_centroid": hits["centroid"],
+        "retrieval_top1_nearest": hits["nearest"],
+    }
+
+
+def _face_figures(model, data: dict, embedder) -> tuple[dict, dict]:
+    """(report sections, per-direction (inputs, swaps, margins) for the grid)."""
+    size = model.image_size
+    detector = embedder.landmarks
+    points, swaps, embeddings = {}, {}, {}
+    for person, d in data.items():
+        points[person] = face_eval.detect_landmarks(detector, d.faces)
+        if d.eye_masks is None:
+            d.eye_masks = face_eval.eye_masks_from_landmarks(points[person], size)
+            d.masks_from = "landmarks"
+        swaps[person] = face_eval.swap_faces(model, d.faces, person)
+        embeddings[person] = embedder.embed(d.faces)
+        embeddings[f"swap_{person}"] = embedder.embed(swaps[person])
+    report = {
+        "reconstruction": {},
+        "alpha_coverage": {},
+        "identity": {},
+        "attributes": {},
+        "per_face": {},
+    }
+    cases = {}
+    for person, d in data.items():
+        direction, other = face_eval.DIRECTIONS[person], face_eval.SIDES[person]
+        recon = face_eval.reconstruction(model, d, person)
+        report["reconstruction"][person] = {
+            region: {k: _mean(v) for k, v in values.items()}
+            for region, values in recon.items()
+        }
+        coverage = report["alpha_coverage"]
+        coverage[f"{person}->{person}"] = _mean(
+            face_eval.alpha_coverage(model, d.faces, person)
+        )
+        coverage[direction] = _mean(face_eval.alpha_coverage(model, d.faces, other))
+        ident = face_eval.identity(embeddings, person)
+        report["identity"][direction] = _summarise_identity(ident, other)
+        swap_points = face_eval.detect_landmarks(detector, swaps[person])
+        attrs = face_eval.attributes(points[person], swap_points, size)
+        report["attributes"][direction] = {
+            f"{k}_{s}": float(f(v))
+            for k, v in attrs.items()
+            for s, f in (("mean", _mean), ("std", np.std))
+        }
+        report["per_face"][person] = [
+            {
+                "name": name,
+                "identity_margin": float(ident["margin"][i]),
+                "retrieved_centroid": ident["retrieved_centroid"][i],
+                "landmark_error": float(attrs["landmark_error"][i]),
+                "pose_difference_deg": float(attrs["pose_difference_deg"][i]),
+                "psnr_whole": float(recon["whole"]["psnr"][i]),
+            }
+            for i, name in enumerate(d.names)
+        ]
+        cases[direction] = (d.faces, swaps[person], np.asarray(ident["margin"]))
+        report.setdefault("margins", {})[direction] = ident["margin"]
+        report["margins"][f"real {person}"] = ident["real_margin"]
+    return report, cases
+
+
+def evaluate(
+    model,
+    faces_a,
+    faces_b,
+    output_dir,
+    masks_a=None,
+    masks_b=None,
+    video=None,
+    max_faces: int | None = None,
+    max_frames: int | None = 90,
+    embedder=None,
+    progress: bool = False,
+) -> dict:
+    """Evaluates a trained model on held-out faces (and a clip); writes the reports.
+
+    Args:
+        model: FaceSwapGAN, or str | Path of a run / checkpoint folder (`load_model`).
+        faces_a, faces_b: str | Path. Folders of held-out face crops of A and B (any
+            size: aligned crops of `extract`, or loose crops); resized to the model
+            size S. Identity centroids and galleries are built from these real faces.
+        output_dir: str | Path. Created if needed.
+        masks_a, masks_b: str | Path | None. Eye-mask folders (file stems as the
+            faces); None = eye masks from 68-point landmarks (`masks.eye_mask`).
+        video: str | Path | None. A clip of A to convert A->B for video stability.
+        max_faces: int | None. Use at most the first N faces per person.
+        max_frames: int | None. Frames of `video` converted (None = all).
+        embedder: FaceEmbedder | None. Reused if given (it loads two nets).
+        progress: bool. Progress bar for the video.
+
+    Returns:
+        The report dict (keys `REPORT_KEYS`), as written to report.json:
+        reconstruction[person][region][l1|psnr|ssim] means (regions whole, alpha,
+        eyes, composite); alpha_coverage["A->A"|"B->B"|"AtoB"|"BtoA"] mean alpha
+        in [0, 1] (near 0: the composite is the input, nothing is swapped);
+        identity[direction] margin_mean/std/min/max,
+        real_margin_mean, retrieval_top1_centroid/nearest (fractions);
+        attributes[direction] landmark_error_mean/std (by inter-ocular distance),
+        pose_difference_deg_mean/std; video (see `video_stability`) or None.
+
+    Raises:
+        FileNotFoundError, ValueError: missing/empty folders, a missing mask, a bad
+            `max_faces`, an unreadable video or one without faces.
+    """
+    from faceswap_gan.checkpoints import load_model
+    from faceswap_gan.faces.identity import FaceEmbedder
+
+    started = time.time()
+    name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    size = model.image_size
+    data = {
+        "A": face_eval.load_faces(faces_a, size, masks_a, max_faces),
+        "B": face_eval.load_faces(faces_b, size, masks_b, max_faces),
+    }
+    embedder = embedder or FaceEmbedder()
+    sections, cases = _face_figures(model, data, embedder)
+    margins = sections.pop("margins")
+    report = {
+        "model": name,
+        "image_size": size,
+        "faces": {k: len(d.faces) for k, d in data.items()},
+        "eye_masks_from": {k: d.masks_from for k, d in data.items()},
+        **sections,
+        "video": None,
+        "plots": {},
+    }
+    report["plots"]["grid"] = plots.best_worst_grid(
+        cases, output_dir / "grid_best_worst.png"
+    ).name
+    report["plots"]["identity"] = plots.identity_plot(
+        margins, output_dir / "identity_margins.png"
+    ).name
+    report["plots"]["reconstruction"] = plots.reconstruction_plot(
+        report["reconstruction"], output_dir / "reconstruction_psnr.png"
+    ).name
+    if video is not None:
+        from faceswap_gan.evaluation.video import default_output, video_stability
+
+        report["video"] = video_stability(
+            model, video, default_output(output_dir), max_frames, "AtoB", progress
+        )
+        report["video"]["source"] = str(video)
+        report["plots"]["video"] = plots.track_plot(
+            report["video"]["tracks"], output_dir / "video_tracks.png"
+        ).name
+    report["seconds"] = round(time.time() - started, 2)
+    write_reports(report, output_dir)
+    return report
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_reports(report: dict, output_dir: Path) -> None:
+    """Writes report.json (strict JSON: NaN/inf -> null) and report.md."""
+    output_dir = Path(output_dir)
+    (output_dir / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
+    (output_dir / "report.md").write_text(markdown(report))
