@@ -30,6 +30,7 @@ from faceswap_gan.models.gan import FaceSwapGAN
 from faceswap_gan.previews import plot_losses, save_preview
 
 PREVIEW_FACES = 4  # Faces per side in the preview grids.
+EVAL_FACES = 8  # At most this many held-out faces per side for periodic evaluation.
 
 
 def needs_perceptual(config: TrainConfig) -> bool:
@@ -52,18 +53,40 @@ def build_model(config: TrainConfig) -> FaceSwapGAN:
     return model
 
 
+def _at_model_size(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, 256, 256, 3) uint8 -> (N, size, size, 3) float32 in [-1, 1]."""
+    return to_model_range(np.stack([cv2.resize(image, (size, size),
+                                               interpolation=cv2.INTER_AREA)
+                                    for image in images]))
+
+
+def held_out_count(n_faces: int) -> int:
+    """Faces per side kept out of training for periodic evaluation: 10%, 1 to 8."""
+    return min(EVAL_FACES, max(1, n_faces // 10))
+
+
 def _datasets(config: TrainConfig, start_index: int):
-    faces_a = FaceSet(config.faces_a, config.masks_a)
-    faces_b = FaceSet(config.faces_b, config.masks_b)
-    pool = np.concatenate([faces_a.images, faces_b.images])  # colour-match references
+    """-> (zipped A/B stream, preview faces per side, held-out faces per side or None).
+
+    With `eval_every`, the last `held_out_count` faces of each folder (sorted by name)
+    are not trained on; they are the fixed evaluation set.
+    """
+    sets = [FaceSet(config.faces_a, config.masks_a), FaceSet(config.faces_b, config.masks_b)]
+    held_out = None
+    if config.eval_every:
+        held_out = [faces.images[-held_out_count(len(faces)):] for faces in sets]
+        sets = [FaceSet.from_arrays(faces.images[:-len(kept)],
+                                    None if faces.masks is None else
+                                    faces.masks[:-len(kept)])
+                for faces, kept in zip(sets, held_out)]
+        held_out = [_at_model_size(images, config.arch.image_size) for images in held_out]
+    pool = np.concatenate([faces.images for faces in sets])  # colour-match references
     streams = [make_dataset(faces, config.arch.image_size, config.batch_size,
                             config.seed + side, config.augment, pool, start_index)
-               for side, faces in enumerate((faces_a, faces_b))]
-    size = (config.arch.image_size,) * 2
-    previews = [to_model_range(np.stack([cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-                                         for img in faces.images[:PREVIEW_FACES]]))
-                for faces in (faces_a, faces_b)]
-    return tf.data.Dataset.zip(tuple(streams)), previews, (faces_a, faces_b)
+               for side, faces in enumerate(sets)]
+    previews = [_at_model_size(faces.images[:PREVIEW_FACES], config.arch.image_size)
+                for faces in sets]
+    return tf.data.Dataset.zip(tuple(streams)), previews, held_out
 
 
 def _strategy():
@@ -178,7 +201,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
     config = run.config
-    data, previews, _ = _datasets(config, run.step * config.batch_size)
+    data, previews, held_out = _datasets(config, run.step * config.batch_size)
+    evaluate = None
+    if held_out is not None:
+        from faceswap_gan.evaluation import evaluate_periodic
+        from faceswap_gan.faces.identity import FaceEmbedder
+
+        embedder = FaceEmbedder()
+
+        def evaluate():
+            return evaluate_periodic(model, *held_out, embedder)
+
     iterator = iter(strategy.experimental_distribute_dataset(data))
     step_fn = make_step_fn(model, strategy)
 
@@ -198,6 +231,9 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
         bar.set_postfix({k.replace("/reconstruction", "_rec"): f"{window[k][-1]:.3f}"
                          for k in ("g_a/reconstruction", "g_b/reconstruction",
                                    "d_a/total")})
+        if evaluate is not None and (run.step % config.eval_every == 0
+                                     or run.step == stop_at):
+            window.update({k: [v] for k, v in evaluate().items()})
         if run.step % config.display_iters == 0 or run.step == stop_at:
             run.seconds = time.time() - started
             _report(model, run, window, previews, writer)

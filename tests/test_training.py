@@ -24,13 +24,17 @@ def tiny(faces_a, faces_b, run_dir, **overrides):
 @pytest.mark.slow
 def test_tiny_run_writes_run_folder_and_reconstruction_falls(faces_a, faces_b, tmp_path):
     config = tiny(faces_a, faces_b, tmp_path / "run", iterations=48, display_iters=12,
-                  backup_iters=24, schedule="constant", tensorboard=True)
+                  backup_iters=24, schedule="constant", tensorboard=True, eval_every=24)
     run_dir = train(config, progress=False)
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [12, 24, 36, 48]
     for key in ("g_a/reconstruction", "g_b/adversarial", "g_a/edge", "g_a/mask",
                 "d_a/total", "d_b/total", "lr_g", "seconds"):
         assert all(np.isfinite(r[key]) for r in rows), key
+    evaluated = [r for r in rows if "eval/identity_margin_AtoB" in r]
+    assert [r["step"] for r in evaluated] == [24, 48]  # periodic held-out evaluation
+    assert all(np.isfinite(r["eval/masked_psnr_A"]) and -2 <= r["eval/identity_margin_BtoA"]
+               <= 2 for r in evaluated)
     recon = [r["g_a/reconstruction"] + r["g_b/reconstruction"] for r in rows]
     assert recon[-1] < recon[0], recon
     assert json.loads((run_dir / "config.json").read_text())["iterations"] == 48
