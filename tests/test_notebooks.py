@@ -1,0 +1,187 @@
+"""The notebooks: thin drivers that run headless, start to end, on the bundled clips.
+
+Each notebook is executed with nbclient in a fresh python3 kernel of this interpreter,
+with tiny settings injected right after its `parameters`-tagged cell (as papermill
+does); any cell error fails the test. The conversion notebook gets the run folder the
+training notebook wrote.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from faceswap_gan.images import list_images, read_mask
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+NAMES = (
+    "video_face_detection_alignment",
+    "prep_binary_masks",
+    "faceswap_train",
+    "faceswap_video_conversion",
+    "faceswap_demo",
+)
+FACES = REPO / "tests" / "data" / "faces"
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def _parameters_index(nb) -> int:
+    tagged = [i for i, cell in enumerate(nb.cells)
+              if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    return tagged[0]
+
+
+def _python_source(source: str) -> str:
+    """Cell source with IPython `!shell` and `%magic` lines replaced by `pass`."""
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(("!", "%")):
+            line = line[: len(line) - len(stripped)] + "pass"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def execute(name: str, cwd: Path, **overrides) -> nbformat.NotebookNode:
+    """Runs notebook `name` in `cwd` with `overrides` assigned after its parameters."""
+    nb = _read(name)
+    index = _parameters_index(nb)
+    known = {t.id for t in ast.walk(ast.parse(nb.cells[index].source))
+             if isinstance(t, ast.Name)}
+    unknown = set(overrides) - known
+    assert not unknown, f"not parameters of {name}: {unknown}"
+    cell = nbformat.v4.new_code_cell(
+        "\n".join(f"{key} = {value!r}" for key, value in overrides.items()))
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(index + 1, cell)
+    # The kernel is this interpreter: its folder goes first on PATH for `python`.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    client = NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
+    return nb
+
+
+def _outputs(nb, mime: str) -> list:
+    """Display outputs of all code cells that carry `mime` data."""
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.output_type in ("display_data", "execute_result") and mime in o.data]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_structure(name):
+    nb = _read(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup = code[0].source
+    assert '"google.colab" in sys.modules' in setup and "drive.mount" in setup
+    assert 'list_physical_devices("GPU")' in setup
+    assert code[1] is nb.cells[_parameters_index(nb)]  # parameters come right after
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_code_cells_define_no_functions_or_classes(name):
+    for cell in _read(name).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(_python_source(cell.source))
+        kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        defined = [n for n in ast.walk(tree) if isinstance(n, kinds)]
+        assert not defined, f"{name}: a notebook cell defines {defined[0].name}"
+
+
+def test_faceswap_gan_does_not_import_converter():
+    code = ("import faceswap_gan.training, faceswap_gan.faces.extract, "
+            "faceswap_gan.demo, faceswap_gan.cli; import sys; "
+            "assert 'converter' not in sys.modules, 'faceswap_gan imported converter'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_extraction_notebook(tmp_path):
+    nb = execute("video_face_detection_alignment", tmp_path, OUTPUT_DIR="faceA",
+                 EVERY=45, SHOW=3)  # frames 0, 45, 90, 135 of person_a.mp4
+    faces = tmp_path / "faceA" / "faces"
+    names = sorted(p.name for p in list_images(faces / "aligned_faces"))
+    assert names == sorted(f"frame{i}face0.jpg" for i in (0, 45, 90, 135))
+    for folder in ("raw_faces", "binary_masks_eyes"):
+        assert sorted(p.name for p in list_images(faces / folder)) == names
+    assert read_mask(faces / "binary_masks_eyes" / names[0]).max() > 0.9  # crude boxes
+    assert len(_outputs(nb, "image/png")) == 1  # the grid
+
+
+@pytest.mark.slow
+def test_masks_notebook(tmp_path):
+    nb = execute("prep_binary_masks", tmp_path, FACES_DIR=str(FACES / "a"),
+                 OUTPUT_DIR="masks", SHOW=3)
+    faces = list_images(FACES / "a")
+    masks = list_images(tmp_path / "masks")
+    assert [p.name for p in masks] == [p.name for p in faces]
+    covered = [float((read_mask(p) > 0.5).mean()) for p in masks]
+    # Eyes cover a small, non-zero part of a 256 px face crop.
+    assert sum(0.005 < c < 0.2 for c in covered) >= len(masks) - 2
+    assert len(_outputs(nb, "image/png")) == 1
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """(notebook, run folder) of the training notebook at the tiny preset's size."""
+    cwd = tmp_path_factory.mktemp("train_notebook")
+    nb = execute("faceswap_train", cwd, FACES_A=str(FACES / "a"),
+                 FACES_B=str(FACES / "b"), MASKS_A=None, MASKS_B=None, RUN_DIR="run",
+                 LATENT_DIM=128, TOTAL_ITERS=4, BATCH_SIZE=2, DISPLAY_ITERS=2,
+                 BACKUP_ITERS=0, SCHEDULE="constant")
+    return nb, cwd / "run"
+
+
+@pytest.mark.slow
+def test_training_notebook(trained_run):
+    nb, run_dir = trained_run
+    previews = (run_dir / "previews").glob("step_*")
+    steps = sorted(int(p.stem.split("_")[1]) for p in previews)
+    assert steps == [2, 4]
+    assert (run_dir / "loss.png").is_file() and (run_dir / "checkpoints").is_dir()
+    views = _outputs(nb, "application/vnd.jupyter.widget-view+json")
+    assert any("SelectionSlider" in o.data.get("text/plain", "") for o in views)
+    assert len(_outputs(nb, "image/png")) == 2  # training data, preview + losses
+
+
+@pytest.mark.slow
+def test_conversion_notebook(trained_run, tmp_path):
+    _, run_dir = trained_run
+    nb = execute("faceswap_video_conversion", tmp_path, MODEL=str(run_dir),
+                 OUTPUT_VIDEO="out.mp4", MAX_FRAMES=6, SHOW_FRAMES=2)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.name == "h264" and container.streams.audio
+        assert (video.width, video.height) == (2 * 480, 480)  # COMBINED
+        assert sum(1 for _ in container.decode(video=0)) == 6
+    html = _outputs(nb, "text/html")
+    assert any("<video" in o.data["text/html"] for o in html)  # embedded result
+    assert len(_outputs(nb, "image/png")) == 1  # frames of the result
+
+
+@pytest.mark.slow
+def test_demo_notebook(tmp_path):
+    execute("faceswap_demo", tmp_path, OUTPUT_DIR="demo", ITERATIONS=2, EVERY=60,
+            PRESET="tiny", MAX_FRAMES=4)
+    demo = tmp_path / "demo"
+    for side in "ab":
+        assert len(list_images(demo / f"faces_{side}" / "faces" / "aligned_faces")) == 3
+    assert (demo / "run-tiny" / "loss.png").is_file()
+    with av.open(str(demo / "person_a_to_b.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
