@@ -88,5 +88,5 @@ def test_demo_command_reports_bad_arguments(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     demo_command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["demo", "--output", str(tmp_path), "--every", "0"])
-    assert demo_command.run(args) == 2
-    assert "demo: error: every must be >= 1" in capsys.readouterr().out
+    assert demo_command.run(args) == 1
+    assert "demo: error: every must be >= 1" in capsys.readouterr().err

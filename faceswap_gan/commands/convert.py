@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from faceswap_gan.commands import USER_ERRORS, fail
 
 # (flag dest, type, help) for the ConverterConfig fields that take a value.
 _VALUE_FIELDS = (
@@ -207,9 +208,8 @@ def run(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             progress=not args.no_progress,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"convert: error: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:
+        return fail("convert", error)
     print(report.summary())
     print(f"Wrote {report.output_path} (marked as synthetic media).")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from faceswap_gan.commands import USER_ERRORS, fail
 from faceswap_gan.config import PRESETS
 
 
@@ -61,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         result = run_demo(args.output, iterations=args.iterations, every=args.every,
                           preset=args.preset, max_frames=args.max_frames,
                           progress=not args.no_progress, output_type=args.output_type)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"demo: error: {error}")
-        return 2
+    except USER_ERRORS as error:
+        return fail("demo", error)
     return 0 if result.video.is_file() else 1

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from faceswap_gan.commands import USER_ERRORS, fail
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -112,9 +114,8 @@ def run(args: argparse.Namespace) -> int:
             args.max_frames,
             progress=True,
         )
-    except (FileNotFoundError, ValueError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:
+        return fail("evaluate", error)
     print(headline(report))
     print(f"Wrote {args.output}/report.json and report.md.")
     return 0

@@ -9,7 +9,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
+
+from faceswap_gan.commands import USER_ERRORS, fail
 
 
 def _positive_int(text: str) -> int:
@@ -123,9 +124,8 @@ def run(args: argparse.Namespace) -> int:
             crude_masks=args.crude_masks,
             landmark_backend=args.landmarks,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"extract: error: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:
+        return fail("extract", error)
     print(
         f"Searched {report.frames_sampled} frames: {report.faces} faces saved, "
         f"{report.frames_without_faces} frames without a face"

@@ -14,7 +14,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
+
+from faceswap_gan.commands import USER_ERRORS, fail
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,9 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = make_eye_masks(args.faces, args.output, backend=args.landmarks)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"masks: error: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:
+        return fail("masks", error)
     print(
         f"Wrote {report.masks} eye masks for {report.images} images to "
         f"{report.output_dir}."
