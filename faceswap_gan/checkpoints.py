@@ -36,8 +36,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(model: FaceSwapGAN, checkpoints_dir: str | Path, state: dict,
-                    config: dict | None = None, keep: set[str] = frozenset()) -> Path:
+def save_checkpoint(
+    model: FaceSwapGAN,
+    checkpoints_dir: str | Path,
+    state: dict,
+    config: dict | None = None,
+    keep: set[str] = frozenset(),
+) -> Path:
     """Writes a checkpoint of `model` and makes it the latest; returns its folder.
 
     Args:
@@ -60,7 +65,9 @@ def save_checkpoint(model: FaceSwapGAN, checkpoints_dir: str | Path, state: dict
     np.savez(tmp / "optimizers.npz", **_optimizer_arrays(model))
     state = {**state, "seed_state": np.asarray(model.seed_generator.state).tolist()}
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    (tmp / "config.json").write_text(json.dumps(config or model_config(model), indent=2))
+    (tmp / "config.json").write_text(
+        json.dumps(config or model_config(model), indent=2)
+    )
     if final.exists():  # an incomplete folder of this name (no state.json)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -74,8 +81,11 @@ def save_checkpoint(model: FaceSwapGAN, checkpoints_dir: str | Path, state: dict
 
 
 def model_config(model: FaceSwapGAN) -> dict:
-    return {"arch": to_dict(model.arch), "loss": to_dict(model.loss_config),
-            "loss_weights": to_dict(model.loss_weights)}
+    return {
+        "arch": to_dict(model.arch),
+        "loss": to_dict(model.loss_config),
+        "loss_weights": to_dict(model.loss_weights),
+    }
 
 
 def _optimizer_arrays(model) -> dict:
@@ -104,14 +114,17 @@ def find_checkpoint(path: str | Path) -> Path:
                 return target
     raise FileNotFoundError(
         f"No checkpoint at {path}: expected a run folder with checkpoints/latest, or a "
-        f"checkpoint folder with encoder.weights.h5 and config.json.")
+        f"checkpoint folder with encoder.weights.h5 and config.json."
+    )
 
 
 def read_config(checkpoint: str | Path) -> dict:
     return json.loads((Path(checkpoint) / "config.json").read_text())
 
 
-def load_weights(model: FaceSwapGAN, checkpoint: str | Path, optimizers: bool = True) -> dict:
+def load_weights(
+    model: FaceSwapGAN, checkpoint: str | Path, optimizers: bool = True
+) -> dict:
     """Loads the five networks (and, if compiled and `optimizers`, both optimizers' state
     and the seed-generator state) into `model`; returns the saved state dict.
 
@@ -122,19 +135,25 @@ def load_weights(model: FaceSwapGAN, checkpoint: str | Path, optimizers: bool = 
     checkpoint = find_checkpoint(checkpoint)
     saved = ArchConfig(**read_config(checkpoint)["arch"])
     if saved != model.arch:
-        raise ValueError(f"Checkpoint {checkpoint} holds weights of another architecture: "
-                         f"saved {saved}, model {model.arch}. Build the model with the "
-                         f"saved ArchConfig (faceswap_gan.load_model does).")
+        raise ValueError(
+            f"Checkpoint {checkpoint} holds weights of another architecture: "
+            f"saved {saved}, model {model.arch}. Build the model with the "
+            f"saved ArchConfig (faceswap_gan.load_model does)."
+        )
     for net in NETWORKS:
         try:
             getattr(model, net).load_weights(checkpoint / f"{net}.weights.h5")
         except Exception as error:  # Keras raises several types for shape mismatches
-            raise ValueError(f"Weights {checkpoint / (net + '.weights.h5')} do not fit "
-                             f"{net} of {model.arch}: {error}") from error
+            raise ValueError(
+                f"Weights {checkpoint / (net + '.weights.h5')} do not fit "
+                f"{net} of {model.arch}: {error}"
+            ) from error
     state = json.loads((checkpoint / "state.json").read_text())
     if optimizers and getattr(model, "g_optimizer", None) is not None:
         _restore_optimizers(model, checkpoint)
-        model.seed_generator.state.assign(np.asarray(state["seed_state"], dtype="uint32"))
+        model.seed_generator.state.assign(
+            np.asarray(state["seed_state"], dtype="uint32")
+        )
     return state
 
 
@@ -144,8 +163,10 @@ def _restore_optimizers(model, checkpoint: Path) -> None:
         variables = optimizer.variables
         keys = sorted(k for k in arrays.files if k.startswith(prefix + "_"))
         if len(keys) != len(variables):
-            raise ValueError(f"Optimizer state in {checkpoint} has {len(keys)} variables; "
-                             f"the model's optimizer has {len(variables)}.")
+            raise ValueError(
+                f"Optimizer state in {checkpoint} has {len(keys)} variables; "
+                f"the model's optimizer has {len(variables)}."
+            )
         for key, variable in zip(keys, variables):
             variable.assign(arrays[key])
 
@@ -166,7 +187,11 @@ def load_model(path: str | Path, perceptual_model=None) -> FaceSwapGAN:
     """
     checkpoint = find_checkpoint(path)
     config = read_config(checkpoint)
-    model = FaceSwapGAN(ArchConfig(**config["arch"]), LossConfig(**config.get("loss", {})),
-                        LossWeights(**config.get("loss_weights", {})), perceptual_model)
+    model = FaceSwapGAN(
+        ArchConfig(**config["arch"]),
+        LossConfig(**config.get("loss", {})),
+        LossWeights(**config.get("loss_weights", {})),
+        perceptual_model,
+    )
     load_weights(model, checkpoint, optimizers=False)
     return model

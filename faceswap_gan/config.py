@@ -33,18 +33,33 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 class ArchConfig:
     """Network architecture (the original's `arch_config`)."""
 
-    image_shape: tuple = (64, 64, 3)  # (R, R, 3) face crop; R in 64, 128, 256. An int R is accepted.
-    use_self_attn: bool = True  # SAGAN self-attention blocks in encoder, decoders and D.
+    image_shape: tuple = (
+        64,
+        64,
+        3,
+    )  # (R, R, 3) face crop; R in 64, 128, 256. An int R is accepted.
+    use_self_attn: bool = (
+        True  # SAGAN self-attention blocks in encoder, decoders and D.
+    )
     norm: str = "instancenorm"  # One of NORMS; names mean what they say (DESIGN 3).
-    model_capacity: str = "standard"  # "standard" (pixel shuffle, full width) or "lite" (half width).
-    latent_dim: int | None = None  # Bottleneck width; None = original rule (1024, 2048 for lite > 64 px).
+    model_capacity: str = (
+        "standard"  # "standard" (pixel shuffle, full width) or "lite" (half width).
+    )
+    latent_dim: int | None = (
+        None  # Bottleneck width; None = original rule (1024, 2048 for lite > 64 px).
+    )
 
     def __post_init__(self):
         shape = self.image_shape
         if isinstance(shape, int):
             shape = (shape, shape, 3)
         shape = tuple(int(s) for s in shape)
-        if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3 or shape[0] not in IMAGE_SIZES:
+        if (
+            len(shape) != 3
+            or shape[0] != shape[1]
+            or shape[2] != 3
+            or shape[0] not in IMAGE_SIZES
+        ):
             raise ValueError(
                 f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; got {self.image_shape!r}."
             )
@@ -52,9 +67,13 @@ class ArchConfig:
         _choice("norm", self.norm, NORMS)
         _choice("model_capacity", self.model_capacity, MODEL_CAPACITIES)
         if not isinstance(self.use_self_attn, bool):
-            raise ValueError(f"use_self_attn must be True or False; got {self.use_self_attn!r}.")
+            raise ValueError(
+                f"use_self_attn must be True or False; got {self.use_self_attn!r}."
+            )
         if self.latent_dim is not None and int(self.latent_dim) < 1:
-            raise ValueError(f"latent_dim must be a positive int or None; got {self.latent_dim!r}.")
+            raise ValueError(
+                f"latent_dim must be a positive int or None; got {self.latent_dim!r}."
+            )
 
     @property
     def image_size(self) -> int:
@@ -80,7 +99,12 @@ class LossWeights:
     w_recon: float = 1.0  # L1 reconstruction (final and intermediate outputs).
     w_edge: float = 0.1  # L1 of first-order image differences.
     w_eyes: float = 30.0  # Eye-mask-weighted reconstruction and edge terms.
-    w_pl: tuple = (0.01, 0.1, 0.3, 0.1)  # Perceptual, deepest (7x7) to shallowest (112x112).
+    w_pl: tuple = (
+        0.01,
+        0.1,
+        0.3,
+        0.1,
+    )  # Perceptual, deepest (7x7) to shallowest (112x112).
     w_mask_l1: float = 1e-2  # Alpha sparsity, L1 mode.
     w_mask_hinge: float = 0.1  # Alpha sparsity, hinge mode.
     w_mask_tv: float = 0.1  # Total variation of the alpha mask (per axis).
@@ -108,15 +132,21 @@ class LossConfig:
     m_mask: float = 0.0  # Hinge margin, in [0, 1].
     lr_factor: float = 1.0  # Multiplies both learning rates.
     use_cyclic_loss: bool = False  # Cycle-consistency term.
-    perceptual_backend: str = "face_api"  # "face_api" (offline) or "vggface" (needs weights).
-    perceptual_weights: str | None = None  # Path to rcmalli_vggface_tf_notop_resnet50.h5.
+    perceptual_backend: str = (
+        "face_api"  # "face_api" (offline) or "vggface" (needs weights).
+    )
+    perceptual_weights: str | None = (
+        None  # Path to rcmalli_vggface_tf_notop_resnet50.h5.
+    )
 
     def __post_init__(self):
         _choice("gan_training", self.gan_training, GAN_TRAININGS)
         _choice("perceptual_backend", self.perceptual_backend, PERCEPTUAL_BACKENDS)
         if self.PL_before_activ and self.perceptual_backend != "vggface":
-            raise ValueError("PL_before_activ needs perceptual_backend='vggface' (pre-ReLU "
-                             "features exist only there); use False with 'face_api'.")
+            raise ValueError(
+                "PL_before_activ needs perceptual_backend='vggface' (pre-ReLU "
+                "features exist only there); use False with 'face_api'."
+            )
         if not 0.0 <= self.m_mask <= 1.0:
             raise ValueError(f"m_mask must be in [0, 1]; got {self.m_mask!r}.")
         if self.lr_factor <= 0:
@@ -200,7 +230,9 @@ class TrainConfig:
     faces_b: str = "faceB"  # Folder of face crops of person B.
     masks_a: str | None = None  # Eye masks of A, same file names as faces_a.
     masks_b: str | None = None  # Eye masks of B.
-    run_dir: str = "runs/faceswap"  # Output folder (config, metrics, previews, checkpoints).
+    run_dir: str = (
+        "runs/faceswap"  # Output folder (config, metrics, previews, checkpoints).
+    )
     arch: ArchConfig = field(default_factory=lambda: PRESETS["standard"])
     loss: LossConfig = field(default_factory=LossConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -216,8 +248,12 @@ class TrainConfig:
     eval_every: int = 0  # Periodic held-out evaluation period; 0 = off.
 
     def __post_init__(self):
-        for name, cls in (("arch", ArchConfig), ("loss", LossConfig),
-                          ("loss_weights", LossWeights), ("augment", AugmentConfig)):
+        for name, cls in (
+            ("arch", ArchConfig),
+            ("loss", LossConfig),
+            ("loss_weights", LossWeights),
+            ("augment", AugmentConfig),
+        ):
             value = getattr(self, name)
             if isinstance(value, dict):
                 object.__setattr__(self, name, cls(**value))
@@ -226,7 +262,9 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}.")
         if self.batch_size % 2:
-            raise ValueError(f"batch_size must be even (mixup pairs); got {self.batch_size}.")
+            raise ValueError(
+                f"batch_size must be even (mixup pairs); got {self.batch_size}."
+            )
         if self.backup_iters < 0 or self.eval_every < 0:
             raise ValueError("backup_iters and eval_every must be >= 0 (0 = off).")
 
@@ -237,9 +275,13 @@ class TrainConfig:
         defaults: dict[str, Any] = {"arch": PRESETS[preset]}
         if preset == "lite":
             # The Colab demo also set PL_before_activ, which needs the vggface backend.
-            defaults.update(schedule="colab_demo", batch_size=4, loss=LossConfig(use_PL=True))
+            defaults.update(
+                schedule="colab_demo", batch_size=4, loss=LossConfig(use_PL=True)
+            )
         if preset == "tiny":
-            defaults.update(iterations=20, batch_size=2, display_iters=10, backup_iters=0)
+            defaults.update(
+                iterations=20, batch_size=2, display_iters=10, backup_iters=0
+            )
         defaults.update(overrides)
         return cls(**defaults)
 
@@ -277,5 +319,7 @@ def from_json(cls, text_or_path: str | Path):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"Unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}.")
+        raise ValueError(
+            f"Unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}."
+        )
     return cls(**data)

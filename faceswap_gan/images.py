@@ -45,7 +45,9 @@ def list_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder not found: {folder}")
     return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
 
 
@@ -86,7 +88,10 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = rgb_to_bgr(image) if image.ndim == 3 else image
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (
-        ".jpg", ".jpeg") else []
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, quality]
+        if path.suffix.lower() in (".jpg", ".jpeg")
+        else []
+    )
     if not cv2.imwrite(str(path), data, params):
         raise ValueError(f"Cannot write image to {path}")

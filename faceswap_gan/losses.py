@@ -42,6 +42,7 @@ def composite(alpha, rgb, warped):
 
 # --- Adversarial terms (LSGAN: D(real) -> 1, D(fake) -> 0; Mao et al., 2017) ---
 
+
 def mixup_lsgan_d(pred_mixup, lam):
     """D loss on mixup input `lam*[real,warped] + (1-lam)*[fake,warped]`: regress `lam`.
 
@@ -60,17 +61,22 @@ def ralsgan_d(pred_real, pred_fake):
     E[(D(r) - E D(f) - 1)^2] + E[(D(f) - E D(r) + 1)^2], halved."""
     real_rel = pred_real - ops.mean(pred_fake, axis=0)
     fake_rel = pred_fake - ops.mean(pred_real, axis=0)
-    return (ops.mean(ops.square(real_rel - 1.0)) + ops.mean(ops.square(fake_rel + 1.0))) / 2
+    return (
+        ops.mean(ops.square(real_rel - 1.0)) + ops.mean(ops.square(fake_rel + 1.0))
+    ) / 2
 
 
 def ralsgan_g(pred_real, pred_fake):
     """Relativistic average LSGAN, G side: the D objective with the labels swapped."""
     real_rel = pred_real - ops.mean(pred_fake, axis=0)
     fake_rel = pred_fake - ops.mean(pred_real, axis=0)
-    return (ops.mean(ops.square(real_rel + 1.0)) + ops.mean(ops.square(fake_rel - 1.0))) / 2
+    return (
+        ops.mean(ops.square(real_rel + 1.0)) + ops.mean(ops.square(fake_rel - 1.0))
+    ) / 2
 
 
 # --- Reconstruction and edges ---
+
 
 def reconstruction(real, rgb):
     """L1 between the raw decoder RGB and the target."""
@@ -95,7 +101,8 @@ def intermediate_reconstruction(real, intermediates):
 def edge(real, rgb):
     """L1 of first-order differences along rows plus along columns."""
     return l1(first_order(rgb, 1), first_order(real, 1)) + l1(
-        first_order(rgb, 2), first_order(real, 2))
+        first_order(rgb, 2), first_order(real, 2)
+    )
 
 
 def eye_edge(real, rgb, eye_mask):
@@ -103,10 +110,12 @@ def eye_edge(real, rgb, eye_mask):
     h, w = ops.shape(real)[1] - 1, ops.shape(real)[2] - 1
     mask = ops.image.resize(eye_mask, (h, w), "bilinear")
     return masked_l1(first_order(rgb, 1), first_order(real, 1), mask) + masked_l1(
-        first_order(rgb, 2), first_order(real, 2), mask)
+        first_order(rgb, 2), first_order(real, 2), mask
+    )
 
 
 # --- Perceptual ---
+
 
 def instance_normalize(features, epsilon=1e-5):
     """Per-sample, per-channel standardisation over H, W of (B, H, W, C) features.
@@ -125,11 +134,14 @@ def perceptual(real_features, fake_features, w_pl):
 
     Weighted inside because the four weights define the term (REFERENCE 1.3).
     """
-    return sum(w * l2(instance_normalize(r), instance_normalize(f))
-               for w, r, f in zip(w_pl, real_features, fake_features))
+    return sum(
+        w * l2(instance_normalize(r), instance_normalize(f))
+        for w, r, f in zip(w_pl, real_features, fake_features)
+    )
 
 
 # --- Alpha mask regularisers ---
+
 
 def mask_l1(alpha):
     """mean|alpha|: pushes the mask toward sparsity."""

@@ -55,18 +55,15 @@ def read_metrics(path: str | Path) -> list[dict]:
 def plot_losses(metrics_path: str | Path, output: str | Path) -> Path:
     """Plots every loss term of metrics.jsonl against step, one panel per group
     (d_a, d_b, g_a, g_b, g, eval), and saves a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     rows = read_metrics(metrics_path)
     groups: dict[str, list[str]] = defaultdict(list)
     for key in rows[0] if rows else []:
         if "/" in key:
             groups[key.split("/")[0]].append(key)
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4 * max(1, len(groups)), 3.2),
-                             squeeze=False)
+    fig = Figure(figsize=(4 * max(1, len(groups)), 3.2))
+    axes = fig.subplots(1, max(1, len(groups)), squeeze=False)
     for ax, (group, keys) in zip(axes[0], sorted(groups.items())):
         for key in keys:
             points = [(r["step"], r[key]) for r in rows if key in r]
@@ -76,5 +73,4 @@ def plot_losses(metrics_path: str | Path, output: str | Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(output, dpi=80)
-    plt.close(fig)
     return Path(output)

@@ -44,20 +44,28 @@ def build_model(config: TrainConfig) -> FaceSwapGAN:
     if needs_perceptual(config):
         from faceswap_gan.perceptual import build_perceptual_model
 
-        perceptual = build_perceptual_model(config.loss.perceptual_backend,
-                                            config.loss.PL_before_activ,
-                                            config.loss.perceptual_weights)
-    model = FaceSwapGAN(config.arch, config.loss, config.loss_weights, perceptual,
-                        seed=config.seed)
+        perceptual = build_perceptual_model(
+            config.loss.perceptual_backend,
+            config.loss.PL_before_activ,
+            config.loss.perceptual_weights,
+        )
+    model = FaceSwapGAN(
+        config.arch, config.loss, config.loss_weights, perceptual, seed=config.seed
+    )
     model.compile(mixed_precision=config.mixed_precision)
     return model
 
 
 def _at_model_size(images: np.ndarray, size: int) -> np.ndarray:
     """(N, 256, 256, 3) uint8 -> (N, size, size, 3) float32 in [-1, 1]."""
-    return to_model_range(np.stack([cv2.resize(image, (size, size),
-                                               interpolation=cv2.INTER_AREA)
-                                    for image in images]))
+    return to_model_range(
+        np.stack(
+            [
+                cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+                for image in images
+            ]
+        )
+    )
 
 
 def held_out_count(n_faces: int) -> int:
@@ -71,28 +79,51 @@ def _datasets(config: TrainConfig, start_index: int):
     With `eval_every`, the last `held_out_count` faces of each folder (sorted by name)
     are not trained on; they are the fixed evaluation set.
     """
-    sets = [FaceSet(config.faces_a, config.masks_a), FaceSet(config.faces_b, config.masks_b)]
+    sets = [
+        FaceSet(config.faces_a, config.masks_a),
+        FaceSet(config.faces_b, config.masks_b),
+    ]
     held_out = None
     if config.eval_every:
-        held_out = [faces.images[-held_out_count(len(faces)):] for faces in sets]
-        sets = [FaceSet.from_arrays(faces.images[:-len(kept)],
-                                    None if faces.masks is None else
-                                    faces.masks[:-len(kept)])
-                for faces, kept in zip(sets, held_out)]
-        held_out = [_at_model_size(images, config.arch.image_size) for images in held_out]
+        held_out = [faces.images[-held_out_count(len(faces)) :] for faces in sets]
+        sets = [
+            FaceSet.from_arrays(
+                faces.images[: -len(kept)],
+                None if faces.masks is None else faces.masks[: -len(kept)],
+            )
+            for faces, kept in zip(sets, held_out)
+        ]
+        held_out = [
+            _at_model_size(images, config.arch.image_size) for images in held_out
+        ]
     pool = np.concatenate([faces.images for faces in sets])  # colour-match references
-    streams = [make_dataset(faces, config.arch.image_size, config.batch_size,
-                            config.seed + side, config.augment, pool, start_index)
-               for side, faces in enumerate(sets)]
-    previews = [_at_model_size(faces.images[:PREVIEW_FACES], config.arch.image_size)
-                for faces in sets]
+    streams = [
+        make_dataset(
+            faces,
+            config.arch.image_size,
+            config.batch_size,
+            config.seed + side,
+            config.augment,
+            pool,
+            start_index,
+        )
+        for side, faces in enumerate(sets)
+    ]
+    previews = [
+        _at_model_size(faces.images[:PREVIEW_FACES], config.arch.image_size)
+        for faces in sets
+    ]
     return tf.data.Dataset.zip(tuple(streams)), previews, held_out
 
 
 def _strategy():
     """MirroredStrategy over all GPUs when more than one is visible, else the default."""
     gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return (
+        tf.distribute.MirroredStrategy()
+        if len(gpus) > 1
+        else tf.distribute.get_strategy()
+    )
 
 
 class _Run:
@@ -103,15 +134,20 @@ class _Run:
         self.dir = Path(config.run_dir)
 
     def state(self) -> dict:
-        return {"step": self.step, "stage": self.stage, "seconds": round(self.seconds, 3),
-                "data_index": self.step * self.config.batch_size,
-                "iterations": self.config.iterations}
+        return {
+            "step": self.step,
+            "stage": self.stage,
+            "seconds": round(self.seconds, 3),
+            "data_index": self.step * self.config.batch_size,
+            "iterations": self.config.iterations,
+        }
 
     def save(self, model, backup=False) -> Path:
         ckpt_dir = self.dir / "checkpoints"
         backups = {p.name for p in ckpt_dir.glob("step_*") if (p / "BACKUP").exists()}
-        path = checkpoints.save_checkpoint(model, ckpt_dir, self.state(),
-                                           to_dict(self.config), keep=backups)
+        path = checkpoints.save_checkpoint(
+            model, ckpt_dir, self.state(), to_dict(self.config), keep=backups
+        )
         if backup:
             (path / "BACKUP").touch()
         return path
@@ -130,8 +166,13 @@ def _enter_stage(model, run: _Run, entering_from_saved: bool) -> None:
         run.stage = new
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True,
-          dry_run: bool = False, stop_at: int | None = None) -> Path:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    dry_run: bool = False,
+    stop_at: int | None = None,
+) -> Path:
     """Trains a FaceSwapGAN and returns the run folder.
 
     Args:
@@ -155,8 +196,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         return run_dir
     has_ckpt = (run_dir / "checkpoints" / checkpoints.POINTER).is_file()
     if has_ckpt and not resume:
-        raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=True "
-                              f"(--resume) to continue, or choose another run_dir.")
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass resume=True "
+            f"(--resume) to continue, or choose another run_dir."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     to_json(config, run_dir / "config.json")
     policy = keras.config.dtype_policy()
@@ -172,8 +215,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             run = _Run(config, state["step"], state["stage"], state["seconds"])
             _truncate_metrics(run_dir / "metrics.jsonl", run.step)
             _enter_stage(model, run, entering_from_saved=True)
-        _loop(model, run, strategy, progress, min(stop_at or config.iterations,
-                                                  config.iterations))
+        _loop(
+            model,
+            run,
+            strategy,
+            progress,
+            min(stop_at or config.iterations, config.iterations),
+        )
     finally:
         keras.config.set_dtype_policy(policy)
     return run_dir
@@ -194,8 +242,11 @@ def make_step_fn(model: FaceSwapGAN, strategy):
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drops metrics lines logged after the checkpoint we resume from (killed windows)."""
     if path.is_file():
-        lines = [line for line in path.read_text().splitlines()
-                 if line.strip() and json.loads(line)["step"] <= step]
+        lines = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
         path.write_text("".join(line + "\n" for line in lines))
 
 
@@ -219,8 +270,13 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
     if config.tensorboard:
         writer = tf.summary.create_file_writer(str(run.dir / "tensorboard"))
     window, started = defaultdict(list), time.time() - run.seconds
-    bar = tqdm(total=config.iterations, initial=run.step, disable=not progress,
-               desc="train", unit="it")
+    bar = tqdm(
+        total=config.iterations,
+        initial=run.step,
+        disable=not progress,
+        desc="train",
+        unit="it",
+    )
     while run.step < stop_at:
         _enter_stage(model, run, entering_from_saved=False)
         logs = step_fn(next(iterator))
@@ -228,11 +284,15 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
         for key, value in logs.items():
             window[key].append(float(value))
         bar.update(1)
-        bar.set_postfix({k.replace("/reconstruction", "_rec"): f"{window[k][-1]:.3f}"
-                         for k in ("g_a/reconstruction", "g_b/reconstruction",
-                                   "d_a/total")})
-        if evaluate is not None and (run.step % config.eval_every == 0
-                                     or run.step == stop_at):
+        bar.set_postfix(
+            {
+                k.replace("/reconstruction", "_rec"): f"{window[k][-1]:.3f}"
+                for k in ("g_a/reconstruction", "g_b/reconstruction", "d_a/total")
+            }
+        )
+        if evaluate is not None and (
+            run.step % config.eval_every == 0 or run.step == stop_at
+        ):
             window.update({k: [v] for k, v in evaluate().items()})
         if run.step % config.display_iters == 0 or run.step == stop_at:
             run.seconds = time.time() - started
@@ -245,9 +305,13 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
 
 def _report(model, run: _Run, window, previews, writer) -> None:
     """Appends a metrics line, writes previews, the loss plot and the latest checkpoint."""
-    row = {"step": run.step, "stage": run.stage, "seconds": round(run.seconds, 3),
-           "lr_g": float(model.g_optimizer.learning_rate),
-           "lr_d": float(model.d_optimizer.learning_rate)}
+    row = {
+        "step": run.step,
+        "stage": run.stage,
+        "seconds": round(run.seconds, 3),
+        "lr_g": float(model.g_optimizer.learning_rate),
+        "lr_d": float(model.d_optimizer.learning_rate),
+    }
     row.update({k: float(np.mean(v)) for k, v in window.items()})
     with open(run.dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -2,35 +2,64 @@
 
 import pytest
 
-from faceswap_gan.config import (PRESETS, SCHEDULES, ArchConfig, LossConfig, LossWeights,
-                                 TrainConfig, from_json, stage_at, to_json)
+from faceswap_gan.config import (
+    PRESETS,
+    SCHEDULES,
+    ArchConfig,
+    LossConfig,
+    LossWeights,
+    TrainConfig,
+    from_json,
+    stage_at,
+    to_json,
+)
 
 
 def test_user_arch_config_dict_is_accepted():
-    arch_config = {"image_shape": (128, 128, 3), "use_self_attn": True, "norm": "hybrid",
-                   "model_capacity": "lite"}
+    arch_config = {
+        "image_shape": (128, 128, 3),
+        "use_self_attn": True,
+        "norm": "hybrid",
+        "model_capacity": "lite",
+    }
     arch = ArchConfig(**arch_config)
-    assert arch.image_size == 128 and arch.coef == 2 and arch.resolved_latent_dim == 2048
+    assert (
+        arch.image_size == 128 and arch.coef == 2 and arch.resolved_latent_dim == 2048
+    )
     assert ArchConfig(image_shape=[64, 64, 3]).image_shape == (64, 64, 3)
     assert ArchConfig(image_shape=256).image_shape == (256, 256, 3)
 
 
 def test_original_defaults():
     w, loss = LossWeights(), LossConfig()
-    assert (w.w_D, w.w_recon, w.w_edge, w.w_eyes, w.w_pl) == (0.1, 1.0, 0.1, 30.0,
-                                                                (0.01, 0.1, 0.3, 0.1))
-    assert (loss.gan_training, loss.use_PL, loss.PL_before_activ, loss.use_mask_hinge_loss,
-            loss.m_mask, loss.lr_factor, loss.use_cyclic_loss) == (
-        "mixup_LSGAN", False, False, False, 0.0, 1.0, False)
+    assert (w.w_D, w.w_recon, w.w_edge, w.w_eyes, w.w_pl) == (
+        0.1,
+        1.0,
+        0.1,
+        30.0,
+        (0.01, 0.1, 0.3, 0.1),
+    )
+    assert (
+        loss.gan_training,
+        loss.use_PL,
+        loss.PL_before_activ,
+        loss.use_mask_hinge_loss,
+        loss.m_mask,
+        loss.lr_factor,
+        loss.use_cyclic_loss,
+    ) == ("mixup_LSGAN", False, False, False, 0.0, 1.0, False)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"image_shape": (96, 96, 3)}, r"64, 128, 256"),
-    ({"image_shape": (64, 32, 3)}, r"\(R, R, 3\)"),
-    ({"norm": "instance"}, "instancenorm"),
-    ({"model_capacity": "huge"}, "lite"),
-    ({"use_self_attn": "yes"}, "True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"image_shape": (96, 96, 3)}, r"64, 128, 256"),
+        ({"image_shape": (64, 32, 3)}, r"\(R, R, 3\)"),
+        ({"norm": "instance"}, "instancenorm"),
+        ({"model_capacity": "huge"}, "lite"),
+        ({"use_self_attn": "yes"}, "True or False"),
+    ],
+)
 def test_arch_errors_name_allowed_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ArchConfig(**kwargs)

@@ -39,8 +39,9 @@ MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_strategy_splits_the_batch_over_two_replicas():
-    result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ITERATIONS 2 2" in result.stdout  # one optimizer update per global step
 

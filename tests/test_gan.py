@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceswap_gan.checkpoints import find_checkpoint, load_model, load_weights, save_checkpoint
+from faceswap_gan.checkpoints import (
+    find_checkpoint,
+    load_model,
+    load_weights,
+    save_checkpoint,
+)
 from faceswap_gan.config import PRESETS, ArchConfig, LossConfig
 from faceswap_gan.dataset import FaceSet, make_dataset
 from faceswap_gan.models import FaceSwapGAN
@@ -19,15 +24,22 @@ def trained(faces_a, faces_b):
     """A tiny model trained 40 steps on the real crops; returns (model, per-step logs)."""
     model = FaceSwapGAN(TINY, LossConfig(), seed=1)
     model.compile()
-    data = tf.data.Dataset.zip(tuple(
-        make_dataset(FaceSet(folder), 64, 2, seed) for seed, folder in
-        enumerate((faces_a, faces_b))))
+    data = tf.data.Dataset.zip(
+        tuple(
+            make_dataset(FaceSet(folder), 64, 2, seed)
+            for seed, folder in enumerate((faces_a, faces_b))
+        )
+    )
     step = tf.function(model.train_step)
     history = []
     for batch in data.take(40):
         logs = step(batch)
-        history.append((float(logs["g/total"]),
-                        float(logs["g_a/reconstruction"] + logs["g_b/reconstruction"])))
+        history.append(
+            (
+                float(logs["g/total"]),
+                float(logs["g_a/reconstruction"] + logs["g_b/reconstruction"]),
+            )
+        )
     return model, np.array(history)
 
 
@@ -36,20 +48,33 @@ def test_generator_loss_falls_on_real_faces(trained):
     model, history = trained
     first, last = history[:8].mean(axis=0), history[-8:].mean(axis=0)
     assert np.all(last < 0.9 * first), history  # total and reconstruction both fall
-    assert int(model.g_optimizer.iterations) == 40 and int(model.d_optimizer.iterations) == 40
+    assert (
+        int(model.g_optimizer.iterations) == 40
+        and int(model.d_optimizer.iterations) == 40
+    )
 
 
 def test_train_step_reports_every_term_by_name():
-    model = FaceSwapGAN(TINY, LossConfig(gan_training="relativistic_avg_LSGAN",
-                                         use_cyclic_loss=True))
+    model = FaceSwapGAN(
+        TINY, LossConfig(gan_training="relativistic_avg_LSGAN", use_cyclic_loss=True)
+    )
     model.compile()
-    batch = tuple((np.zeros((2, 64, 64, 3), "float32"),) * 2 + (np.zeros((2, 64, 64, 1),
-                                                                          "float32"),)
-                  for _ in range(2))
+    batch = tuple(
+        (np.zeros((2, 64, 64, 3), "float32"),) * 2
+        + (np.zeros((2, 64, 64, 1), "float32"),)
+        for _ in range(2)
+    )
     logs = model.train_step(batch)
     for side in ("g_a", "g_b"):
-        for term in ("adversarial", "reconstruction", "edge", "mask", "perceptual", "cyclic",
-                     "total"):
+        for term in (
+            "adversarial",
+            "reconstruction",
+            "edge",
+            "mask",
+            "perceptual",
+            "cyclic",
+            "total",
+        ):
             assert np.isfinite(float(logs[f"{side}/{term}"]))
     assert {"d_a/total", "d_b/total", "g/weight_decay", "g/total"} <= set(logs)
 
@@ -75,7 +100,9 @@ def test_save_load_round_trip_and_mismatch(trained, tmp_path):
     faces = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     loaded = load_model(tmp_path)  # run folder -> checkpoints/latest
     for direction in ("AtoB", "BtoA"):
-        for ours, theirs in zip(model.swap(faces, direction), loaded.swap(faces, direction)):
+        for ours, theirs in zip(
+            model.swap(faces, direction), loaded.swap(faces, direction)
+        ):
             np.testing.assert_allclose(ours, theirs, atol=1e-6)
     # Resume state: optimizers and seed generator restored in a compiled model.
     fresh = FaceSwapGAN(TINY)

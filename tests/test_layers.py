@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceswap_gan.layers import (ICNR, HybridNormalization, PixelShuffle,
-                                 ReflectionPadding2D, SelfAttention2D, normalization)
+from faceswap_gan.layers import (
+    ICNR,
+    HybridNormalization,
+    PixelShuffle,
+    ReflectionPadding2D,
+    SelfAttention2D,
+    normalization,
+)
 
 
 def assert_layer_contract(cls, kwargs, input_shape, expected_output_shape):
@@ -21,7 +27,9 @@ def assert_layer_contract(cls, kwargs, input_shape, expected_output_shape):
     x = np.random.default_rng(0).normal(size=input_shape).astype("float32")
     out = keras.ops.convert_to_numpy(layer(x))
     assert out.shape == expected_output_shape and out.dtype == np.float32
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
     assert type(restored) is cls
     return layer, x, out
 
@@ -55,8 +63,9 @@ def test_icnr_rejects_indivisible_channels():
 
 
 def test_self_attention_starts_as_identity_and_learns_gamma():
-    layer, x, out = assert_layer_contract(SelfAttention2D, {"squeeze": 8}, (2, 4, 4, 16),
-                                          (2, 4, 4, 16))
+    layer, x, out = assert_layer_contract(
+        SelfAttention2D, {"squeeze": 8}, (2, 4, 4, 16), (2, 4, 4, 16)
+    )
     np.testing.assert_array_equal(out, x)  # gamma == 0
     layer.gamma.assign(1.0)
     assert not np.allclose(keras.ops.convert_to_numpy(layer(x)), x)
@@ -70,49 +79,64 @@ def test_self_attention_matches_numpy_reference():
     layer.gamma.assign(0.7)
     (wf, bf), (wg, bg), (wh, bh) = [
         [keras.ops.convert_to_numpy(w) for w in conv.weights]
-        for conv in (layer.query, layer.key, layer.value)]
+        for conv in (layer.query, layer.key, layer.value)
+    ]
     flat = x.reshape(9, 16)
     f, g, h = flat @ wf[0, 0] + bf, flat @ wg[0, 0] + bg, flat @ wh[0, 0] + bh
     s = g @ f.T
     beta = np.exp(s - s.max(1, keepdims=True))
     beta /= beta.sum(1, keepdims=True)
     expected = 0.7 * (beta @ h).reshape(1, 3, 3, 16) + x
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_instancenorm_is_per_sample_per_channel():
     x = np.random.default_rng(5).normal(3.0, 2.0, size=(2, 6, 5, 4)).astype("float32")
     out = keras.ops.convert_to_numpy(normalization("instancenorm", "n")(x))
     mean, std = x.mean(axis=(1, 2), keepdims=True), x.std(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(out, (x - mean) / np.sqrt(std**2 + 1e-3), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        out, (x - mean) / np.sqrt(std**2 + 1e-3), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_layernorm_is_per_sample_over_all_axes():
     x = np.random.default_rng(6).normal(1.0, 3.0, size=(2, 4, 4, 8)).astype("float32")
     out = keras.ops.convert_to_numpy(normalization("layernorm", "n")(x))
-    mean, var = x.mean(axis=(1, 2, 3), keepdims=True), x.var(axis=(1, 2, 3), keepdims=True)
-    np.testing.assert_allclose(out, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-4)
+    mean, var = (
+        x.mean(axis=(1, 2, 3), keepdims=True),
+        x.var(axis=(1, 2, 3), keepdims=True),
+    )
+    np.testing.assert_allclose(
+        out, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("kind", ["instancenorm", "batchnorm", "layernorm", "groupnorm",
-                                  "none", "hybrid"])
+@pytest.mark.parametrize(
+    "kind", ["instancenorm", "batchnorm", "layernorm", "groupnorm", "none", "hybrid"]
+)
 def test_every_norm_keeps_shape(kind):
     x = np.random.default_rng(7).normal(size=(2, 4, 4, 32)).astype("float32")
     assert keras.ops.convert_to_numpy(normalization(kind, "n")(x)).shape == x.shape
 
 
 def test_hybrid_norm_halves():
-    layer, x, out = assert_layer_contract(HybridNormalization, {}, (2, 4, 4, 8), (2, 4, 4, 8))
+    layer, x, out = assert_layer_contract(
+        HybridNormalization, {}, (2, 4, 4, 8), (2, 4, 4, 8)
+    )
     second = x[..., 4:]
-    mean, var = second.mean(axis=(1, 2), keepdims=True), second.var(axis=(1, 2),
-                                                                      keepdims=True)
-    np.testing.assert_allclose(out[..., 4:], (second - mean) / np.sqrt(var + 1e-3),
-                               rtol=1e-4, atol=1e-4)
+    mean, var = (
+        second.mean(axis=(1, 2), keepdims=True),
+        second.var(axis=(1, 2), keepdims=True),
+    )
+    np.testing.assert_allclose(
+        out[..., 4:], (second - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-4
+    )
     kernel, bias = [keras.ops.convert_to_numpy(w) for w in layer.conv.weights]
-    np.testing.assert_allclose(out[..., :4], x[..., :4] @ kernel[0, 0] + bias, rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out[..., :4], x[..., :4] @ kernel[0, 0] + bias, rtol=1e-4, atol=1e-5
+    )
     with pytest.raises(ValueError, match="even"):
         HybridNormalization()(np.zeros((1, 2, 2, 3), "float32"))
 
@@ -123,6 +147,9 @@ def test_unknown_norm_names_allowed_values():
 
 
 def test_reflection_padding_equals_numpy_reflect():
-    _, x, out = assert_layer_contract(ReflectionPadding2D, {"padding": 1}, (2, 4, 5, 3),
-                                      (2, 6, 7, 3))
-    np.testing.assert_array_equal(out, np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), "reflect"))
+    _, x, out = assert_layer_contract(
+        ReflectionPadding2D, {"padding": 1}, (2, 4, 5, 3), (2, 6, 7, 3)
+    )
+    np.testing.assert_array_equal(
+        out, np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), "reflect")
+    )

@@ -19,9 +19,13 @@ def value(x):
 
 def test_l1_l2_masked():
     assert value(losses.l1(REAL, RGB)) == pytest.approx(np.abs(REAL - RGB).mean(), 1e-6)
-    assert value(losses.l2(REAL, RGB)) == pytest.approx(((REAL - RGB) ** 2).mean(), 1e-6)
+    assert value(losses.l2(REAL, RGB)) == pytest.approx(
+        ((REAL - RGB) ** 2).mean(), 1e-6
+    )
     expected = np.abs(EYES * (RGB - REAL)).mean()
-    assert value(losses.eye_reconstruction(REAL, RGB, EYES)) == pytest.approx(expected, 1e-6)
+    assert value(losses.eye_reconstruction(REAL, RGB, EYES)) == pytest.approx(
+        expected, 1e-6
+    )
 
 
 def test_first_order_and_edge():
@@ -38,20 +42,23 @@ def test_first_order_and_edge():
 def test_eye_edge_with_full_mask_equals_edge():
     ones = np.ones_like(EYES)
     assert value(losses.eye_edge(REAL, RGB, ones)) == pytest.approx(
-        value(losses.edge(REAL, RGB)), 1e-5)
+        value(losses.edge(REAL, RGB)), 1e-5
+    )
     assert value(losses.eye_edge(REAL, RGB, np.zeros_like(EYES))) == 0.0
 
 
 def test_composite():
     expected = ALPHA * RGB + (1 - ALPHA) * REAL
-    np.testing.assert_allclose(ops.convert_to_numpy(losses.composite(ALPHA, RGB, REAL)),
-                               expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(losses.composite(ALPHA, RGB, REAL)), expected, rtol=1e-6
+    )
 
 
 def test_mixup_lsgan_and_lsgan_g():
     pred = rng.normal(size=(2, 8, 8, 1)).astype("float32")
-    assert value(losses.mixup_lsgan_d(pred, 0.3)) == pytest.approx(((pred - 0.3) ** 2).mean(),
-                                                                   1e-5)
+    assert value(losses.mixup_lsgan_d(pred, 0.3)) == pytest.approx(
+        ((pred - 0.3) ** 2).mean(), 1e-5
+    )
     assert value(losses.lsgan_g(pred)) == pytest.approx(((pred - 1) ** 2).mean(), 1e-5)
 
 
@@ -68,10 +75,13 @@ def test_ralsgan():
 def test_intermediate_reconstruction_resizes_target():
     big = rng.uniform(-1, 1, (1, 8, 8, 3)).astype("float32")
     small = big.reshape(1, 4, 2, 4, 2, 3).mean(axis=(2, 4))  # 2x2 mean == bilinear 1/2
-    assert value(losses.intermediate_reconstruction(big, [small])) == pytest.approx(0, abs=1e-6)
+    assert value(losses.intermediate_reconstruction(big, [small])) == pytest.approx(
+        0, abs=1e-6
+    )
     assert value(losses.intermediate_reconstruction(big, [])) == 0.0
-    assert value(losses.intermediate_reconstruction(big, [small + 0.5])) == pytest.approx(0.5,
-                                                                                          1e-5)
+    assert value(
+        losses.intermediate_reconstruction(big, [small + 0.5])
+    ) == pytest.approx(0.5, 1e-5)
 
 
 def test_perceptual_instance_normalised_weighted_l2():
@@ -80,11 +90,17 @@ def test_perceptual_instance_normalised_weighted_l2():
     w = (0.01, 0.1, 0.3, 0.1)
 
     def inorm(x):
-        return (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), keepdims=True) + 1e-5)
+        return (x - x.mean((1, 2), keepdims=True)) / np.sqrt(
+            x.var((1, 2), keepdims=True) + 1e-5
+        )
 
-    expected = sum(wi * ((inorm(r) - inorm(f)) ** 2).mean()
-                   for wi, r, f in zip(w, feats_r, feats_f))
-    assert value(losses.perceptual(feats_r, feats_f, w)) == pytest.approx(expected, 1e-4)
+    expected = sum(
+        wi * ((inorm(r) - inorm(f)) ** 2).mean()
+        for wi, r, f in zip(w, feats_r, feats_f)
+    )
+    assert value(losses.perceptual(feats_r, feats_f, w)) == pytest.approx(
+        expected, 1e-4
+    )
     # Invariant to a per-channel affine change of the features (instance normalisation).
     shifted = [3 * f + 2 for f in feats_r]
     assert value(losses.perceptual(feats_r, shifted, w)) == pytest.approx(0, abs=1e-4)
@@ -93,13 +109,18 @@ def test_perceptual_instance_normalised_weighted_l2():
 def test_mask_terms():
     assert value(losses.mask_l1(ALPHA)) == pytest.approx(np.abs(ALPHA).mean(), 1e-6)
     assert value(losses.mask_hinge(ALPHA, 0.4)) == pytest.approx(
-        np.maximum(0, 0.4 - ALPHA).mean(), 1e-6)
-    tv = (np.abs(ALPHA[:, :-1, :-1] - ALPHA[:, 1:, :-1]).mean()
-          + np.abs(ALPHA[:, :-1, :-1] - ALPHA[:, :-1, 1:]).mean())
+        np.maximum(0, 0.4 - ALPHA).mean(), 1e-6
+    )
+    tv = (
+        np.abs(ALPHA[:, :-1, :-1] - ALPHA[:, 1:, :-1]).mean()
+        + np.abs(ALPHA[:, :-1, :-1] - ALPHA[:, :-1, 1:]).mean()
+    )
     assert value(losses.mask_total_variation(ALPHA)) == pytest.approx(tv, 1e-5)
 
 
 def test_cyclic():
     other = rng.uniform(0, 1, ALPHA.shape).astype("float32")
     expected = np.abs(RGB - REAL).mean() + 0.1 * np.abs(ALPHA - other).mean()
-    assert value(losses.cyclic(REAL, RGB, ALPHA, other)) == pytest.approx(expected, 1e-5)
+    assert value(losses.cyclic(REAL, RGB, ALPHA, other)) == pytest.approx(
+        expected, 1e-5
+    )

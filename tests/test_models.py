@@ -11,8 +11,14 @@ from faceswap_gan.models import build_decoder, build_discriminator, build_encode
 
 def norm_params(kind, c):
     """Weights of one norm layer over c channels (batchnorm counts its moving stats)."""
-    return {"none": 0, "instancenorm": 2 * c, "layernorm": 2 * c, "groupnorm": 2 * c,
-            "batchnorm": 4 * c, "hybrid": (c // 2) ** 2 + c // 2 + 2 * (c // 2)}[kind]
+    return {
+        "none": 0,
+        "instancenorm": 2 * c,
+        "layernorm": 2 * c,
+        "groupnorm": 2 * c,
+        "batchnorm": 4 * c,
+        "hybrid": (c // 2) ** 2 + c // 2 + 2 * (c // 2),
+    }[kind]
 
 
 def attn(c):
@@ -21,7 +27,9 @@ def attn(c):
 
 
 def upscale(cfg, c_in, f, norm):
-    if cfg.model_capacity == "lite":  # nn upsample + reflect pad + conv3x3 (bias) + norm
+    if (
+        cfg.model_capacity == "lite"
+    ):  # nn upsample + reflect pad + conv3x3 (bias) + norm
         return 9 * c_in * f + f + norm_params(norm, f)
     return 9 * c_in * 4 * f + 4 * f + norm_params(norm, 4 * f)  # ICNR conv to 4f + norm
 
@@ -29,7 +37,9 @@ def upscale(cfg, c_in, f, norm):
 def hand_count(cfg: ArchConfig):
     c, r, n, sa = cfg.coef, cfg.image_size, cfg.norm, cfg.use_self_attn
     w = 1024 // c**2
-    enc = 25 * 3 * (64 // c) + 9 * (64 // c) * (128 // c)  # conv_in, block1 (no bias/norm)
+    enc = 25 * 3 * (64 // c) + 9 * (64 // c) * (
+        128 // c
+    )  # conv_in, block1 (no bias/norm)
     enc += 9 * (128 // c) * (256 // c) + norm_params(n, 256 // c) + sa * attn(256 // c)
     enc += 9 * (256 // c) * (512 // c) + norm_params(n, 512 // c) + sa * attn(512 // c)
     enc += 9 * (512 // c) * w + norm_params(n, w)
@@ -42,22 +52,35 @@ def hand_count(cfg: ArchConfig):
     dec += sa * attn(128 // c) + upscale(cfg, 128 // c, f, n)
     dec += 2 * 9 * f * f  # res_block, bias-free, never normalised
     dec += attn(f) if sa else 9 * f * f
-    dec += {64: 0, 128: 1, 256: 2}[r] * (25 * f * 3 + 3 + upscale(cfg, f, f, n) + 9 * f * f)
+    dec += {64: 0, 128: 1, 256: 2}[r] * (
+        25 * f * 3 + 3 + upscale(cfg, f, f, n) + 9 * f * f
+    )
     dec += 25 * f + 1 + 25 * f * 3 + 3  # alpha and RGB heads
     dis = 16 * 6 * 64 + 16 * 64 * 128 + norm_params(n, 128) + 16 * 128 * 256
     dis += norm_params(n, 256) + sa * attn(256)
-    dis += {64: 0, 128: 1, 256: 2}[r] * (16 * 256 * 256 + norm_params(n, 256) + sa * attn(256))
+    dis += {64: 0, 128: 1, 256: 2}[r] * (
+        16 * 256 * 256 + norm_params(n, 256) + sa * attn(256)
+    )
     dis += 16 * 256
     return enc, dec, dis
 
 
-CASES = [ArchConfig(r, sa, norm, cap) for r, cap, sa, norm in itertools.chain(
-    itertools.product((64, 128, 256), ("standard", "lite"), (True,), ("hybrid",)),
-    itertools.product((64,), ("lite",), (True, False), NORMS))]
+CASES = [
+    ArchConfig(r, sa, norm, cap)
+    for r, cap, sa, norm in itertools.chain(
+        itertools.product((64, 128, 256), ("standard", "lite"), (True,), ("hybrid",)),
+        itertools.product((64,), ("lite",), (True, False), NORMS),
+    )
+]
 
 
-@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.image_size}-{c.model_capacity}-"
-                         f"{c.norm}-sa{int(c.use_self_attn)}")
+@pytest.mark.parametrize(
+    "cfg",
+    CASES,
+    ids=lambda c: (
+        f"{c.image_size}-{c.model_capacity}-{c.norm}-sa{int(c.use_self_attn)}"
+    ),
+)
 def test_shapes_and_parameter_counts(cfg):
     enc, dec, dis = build_encoder(cfg), build_decoder(cfg), build_discriminator(cfg)
     r, ch = cfg.image_size, 512 // cfg.coef
@@ -68,7 +91,9 @@ def test_shapes_and_parameter_counts(cfg):
     assert tuple(outputs[-1].shape) == (None, r, r, 4)  # alpha first, then RGB
     assert tuple(dis.input.shape) == (None, r, r, 6)
     assert tuple(dis.output.shape) == (None, 8, 8, 1)
-    assert (enc.count_params(), dec.count_params(), dis.count_params()) == hand_count(cfg)
+    assert (enc.count_params(), dec.count_params(), dis.count_params()) == hand_count(
+        cfg
+    )
 
 
 def test_presets_build_and_run():

@@ -17,24 +17,51 @@ from faceswap_gan.training import build_model, train
 
 
 def tiny(faces_a, faces_b, run_dir, **overrides):
-    return TrainConfig.from_preset("tiny", faces_a=str(faces_a), faces_b=str(faces_b),
-                                   run_dir=str(run_dir), **overrides)
+    return TrainConfig.from_preset(
+        "tiny",
+        faces_a=str(faces_a),
+        faces_b=str(faces_b),
+        run_dir=str(run_dir),
+        **overrides,
+    )
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_run_folder_and_reconstruction_falls(faces_a, faces_b, tmp_path):
-    config = tiny(faces_a, faces_b, tmp_path / "run", iterations=48, display_iters=12,
-                  backup_iters=24, schedule="constant", tensorboard=True, eval_every=24)
+def test_tiny_run_writes_run_folder_and_reconstruction_falls(
+    faces_a, faces_b, tmp_path
+):
+    config = tiny(
+        faces_a,
+        faces_b,
+        tmp_path / "run",
+        iterations=48,
+        display_iters=12,
+        backup_iters=24,
+        schedule="constant",
+        tensorboard=True,
+        eval_every=24,
+    )
     run_dir = train(config, progress=False)
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [12, 24, 36, 48]
-    for key in ("g_a/reconstruction", "g_b/adversarial", "g_a/edge", "g_a/mask",
-                "d_a/total", "d_b/total", "lr_g", "seconds"):
+    for key in (
+        "g_a/reconstruction",
+        "g_b/adversarial",
+        "g_a/edge",
+        "g_a/mask",
+        "d_a/total",
+        "d_b/total",
+        "lr_g",
+        "seconds",
+    ):
         assert all(np.isfinite(r[key]) for r in rows), key
     evaluated = [r for r in rows if "eval/identity_margin_AtoB" in r]
     assert [r["step"] for r in evaluated] == [24, 48]  # periodic held-out evaluation
-    assert all(np.isfinite(r["eval/masked_psnr_A"]) and -2 <= r["eval/identity_margin_BtoA"]
-               <= 2 for r in evaluated)
+    assert all(
+        np.isfinite(r["eval/masked_psnr_A"])
+        and -2 <= r["eval/identity_margin_BtoA"] <= 2
+        for r in evaluated
+    )
     recon = [r["g_a/reconstruction"] + r["g_b/reconstruction"] for r in rows]
     assert recon[-1] < recon[0], recon
     assert json.loads((run_dir / "config.json").read_text())["iterations"] == 48
@@ -52,23 +79,45 @@ def _weights(path, net):
 
     values = []
     with h5py.File(path / f"{net}.weights.h5") as f:
-        f.visititems(lambda name, obj: values.append(np.array(obj))
-                     if hasattr(obj, "shape") else None)
+        f.visititems(
+            lambda name, obj: (
+                values.append(np.array(obj)) if hasattr(obj, "shape") else None
+            )
+        )
     return values
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_step_stage_optimizer_and_weights(
-        faces_a, faces_b, tmp_path):
+    faces_a, faces_b, tmp_path
+):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "faceswap_gan", "train", "--preset", "tiny",
-           "--faces-a", str(faces_a), "--faces-b", str(faces_b), "--run-dir", str(run_dir),
-           "--iterations", "400", "--display-iters", "4", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "faceswap_gan",
+        "train",
+        "--preset",
+        "tiny",
+        "--faces-a",
+        str(faces_a),
+        "--faces-b",
+        str(faces_b),
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        "400",
+        "--display-iters",
+        "4",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pointer = run_dir / "checkpoints" / "latest"
     deadline = time.time() + 900
     while not (pointer.is_file() and pointer.read_text().strip() >= "step_0000008"):
-        assert proc.poll() is None and time.time() < deadline, "training did not checkpoint"
+        assert proc.poll() is None and time.time() < deadline, (
+            "training did not checkpoint"
+        )
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)  # right after a checkpoint, maybe mid-next-write
     proc.wait()

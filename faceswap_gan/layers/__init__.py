@@ -5,5 +5,11 @@ from faceswap_gan.layers.padding import ReflectionPadding2D
 from faceswap_gan.layers.pixel_shuffle import ICNR, PixelShuffle
 from faceswap_gan.layers.self_attention import SelfAttention2D
 
-__all__ = ["HybridNormalization", "ICNR", "PixelShuffle", "ReflectionPadding2D",
-           "SelfAttention2D", "normalization"]
+__all__ = [
+    "HybridNormalization",
+    "ICNR",
+    "PixelShuffle",
+    "ReflectionPadding2D",
+    "SelfAttention2D",
+    "normalization",
+]

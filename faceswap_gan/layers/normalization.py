@@ -29,22 +29,31 @@ class HybridNormalization(keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if channels % 2:
-            raise ValueError(f"hybrid norm needs an even channel count; got {channels}.")
+            raise ValueError(
+                f"hybrid norm needs an even channel count; got {channels}."
+            )
         half = channels // 2
         half_shape = (*input_shape[:-1], half)
         reg = keras.regularizers.L2(self.weight_decay) if self.weight_decay else None
-        self.conv = keras.layers.Conv2D(half, 1, kernel_initializer="he_normal",
-                                        kernel_regularizer=reg, name=f"{self.name}_conv",
-                                        dtype=self.dtype_policy)
-        self.instance = keras.layers.GroupNormalization(groups=-1, name=f"{self.name}_in",
-                                                        dtype=self.dtype_policy)
+        self.conv = keras.layers.Conv2D(
+            half,
+            1,
+            kernel_initializer="he_normal",
+            kernel_regularizer=reg,
+            name=f"{self.name}_conv",
+            dtype=self.dtype_policy,
+        )
+        self.instance = keras.layers.GroupNormalization(
+            groups=-1, name=f"{self.name}_in", dtype=self.dtype_policy
+        )
         self.conv.build(half_shape)
         self.instance.build(half_shape)
 
     def call(self, inputs):
         half = ops.shape(inputs)[-1] // 2
         return ops.concatenate(
-            [self.conv(inputs[..., :half]), self.instance(inputs[..., half:])], axis=-1)
+            [self.conv(inputs[..., :half]), self.instance(inputs[..., half:])], axis=-1
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

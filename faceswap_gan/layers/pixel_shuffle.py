@@ -34,7 +34,12 @@ class PixelShuffle(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
         r = self.scale
-        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+        return (
+            b,
+            None if h is None else h * r,
+            None if w is None else w * r,
+            c // (r * r),
+        )
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
@@ -67,9 +72,14 @@ class ICNR(keras.initializers.Initializer):
         kh, kw, c_in, c_out = shape
         groups = self.scale * self.scale
         if c_out % groups:
-            raise ValueError(f"ICNR needs out channels divisible by {groups}; got {c_out}.")
+            raise ValueError(
+                f"ICNR needs out channels divisible by {groups}; got {c_out}."
+            )
         sub = keras.random.normal(
-            (kh, kw, c_in, c_out // groups), stddev=self.stddev, dtype=dtype, seed=self.seed
+            (kh, kw, c_in, c_out // groups),
+            stddev=self.stddev,
+            dtype=dtype,
+            seed=self.seed,
         )
         # Channel (i*r + j)*C + c of the kernel equals sub-kernel channel c (depth_to_space order).
         return ops.concatenate([sub] * groups, axis=-1)

@@ -30,13 +30,20 @@ class SelfAttention2D(keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if channels // self.squeeze < 1:
-            raise ValueError(f"SelfAttention2D needs >= {self.squeeze} channels; got {channels}.")
+            raise ValueError(
+                f"SelfAttention2D needs >= {self.squeeze} channels; got {channels}."
+            )
         reg = keras.regularizers.L2(self.weight_decay) if self.weight_decay else None
 
         def conv(filters, name):
             layer = keras.layers.Conv2D(
-                filters, 1, kernel_initializer="he_normal", kernel_regularizer=reg,
-                name=f"{self.name}_{name}", dtype=self.dtype_policy)
+                filters,
+                1,
+                kernel_initializer="he_normal",
+                kernel_regularizer=reg,
+                name=f"{self.name}_{name}",
+                dtype=self.dtype_policy,
+            )
             layer.build(input_shape)
             return layer
 
@@ -47,10 +54,16 @@ class SelfAttention2D(keras.layers.Layer):
 
     def call(self, inputs):
         _, h, w, c = ops.shape(inputs)
-        f = ops.reshape(self.query(inputs), (-1, h * w, c // self.squeeze))  # (B, HW, C/8)
-        g = ops.reshape(self.key(inputs), (-1, h * w, c // self.squeeze))  # (B, HW, C/8)
+        f = ops.reshape(
+            self.query(inputs), (-1, h * w, c // self.squeeze)
+        )  # (B, HW, C/8)
+        g = ops.reshape(
+            self.key(inputs), (-1, h * w, c // self.squeeze)
+        )  # (B, HW, C/8)
         v = ops.reshape(self.value(inputs), (-1, h * w, c))  # (B, HW, C)
-        attention = ops.softmax(ops.matmul(g, ops.transpose(f, (0, 2, 1))), axis=-1)  # (B, HW, HW)
+        attention = ops.softmax(
+            ops.matmul(g, ops.transpose(f, (0, 2, 1))), axis=-1
+        )  # (B, HW, HW)
         o = ops.reshape(ops.matmul(attention, v), (-1, h, w, c))  # (B, H, W, C)
         return ops.cast(self.gamma, o.dtype) * o + inputs
 
@@ -58,5 +71,8 @@ class SelfAttention2D(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "squeeze": self.squeeze,
-                "weight_decay": self.weight_decay}
+        return {
+            **super().get_config(),
+            "squeeze": self.squeeze,
+            "weight_decay": self.weight_decay,
+        }

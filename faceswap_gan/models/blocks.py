@@ -7,19 +7,41 @@ All conv kernels: `he_normal` init and L2 weight decay `WEIGHT_DECAY` (REFERENCE
 
 import keras
 
-from faceswap_gan.layers import (ICNR, PixelShuffle, ReflectionPadding2D, SelfAttention2D,
-                                 normalization)
+from faceswap_gan.layers import (
+    ICNR,
+    PixelShuffle,
+    ReflectionPadding2D,
+    SelfAttention2D,
+    normalization,
+)
 
 WEIGHT_DECAY = 1e-4
 
 
-def conv2d(filters, kernel_size, name, strides=1, use_bias=True, padding="same",
-           activation=None, initializer="he_normal", dtype=None):
+def conv2d(
+    filters,
+    kernel_size,
+    name,
+    strides=1,
+    use_bias=True,
+    padding="same",
+    activation=None,
+    initializer="he_normal",
+    dtype=None,
+):
     """A Conv2D with the project's init and L2 kernel decay."""
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-        activation=activation, kernel_initializer=initializer,
-        kernel_regularizer=keras.regularizers.L2(WEIGHT_DECAY), name=name, dtype=dtype)
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        activation=activation,
+        kernel_initializer=initializer,
+        kernel_regularizer=keras.regularizers.L2(WEIGHT_DECAY),
+        name=name,
+        dtype=dtype,
+    )
 
 
 def _norm(x, norm, use_norm, name):

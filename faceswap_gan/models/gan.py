@@ -9,7 +9,11 @@ from keras import ops
 
 from faceswap_gan import losses
 from faceswap_gan.config import ArchConfig, LossConfig, LossWeights, Stage
-from faceswap_gan.models.networks import build_decoder, build_discriminator, build_encoder
+from faceswap_gan.models.networks import (
+    build_decoder,
+    build_discriminator,
+    build_encoder,
+)
 
 DIRECTIONS = ("AtoB", "BtoA")
 NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
@@ -39,9 +43,15 @@ class FaceSwapGAN(keras.Model):
         - shaoanlu/faceswap-GAN v2.2, `networks/faceswap_gan_model.py`.
     """
 
-    def __init__(self, arch: ArchConfig, loss: LossConfig | None = None,
-                 loss_weights: LossWeights | None = None, perceptual_model=None,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        arch: ArchConfig,
+        loss: LossConfig | None = None,
+        loss_weights: LossWeights | None = None,
+        perceptual_model=None,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.arch = arch
         self.loss_config = loss or LossConfig()
@@ -54,12 +64,17 @@ class FaceSwapGAN(keras.Model):
         self.perceptual_model = perceptual_model
         self.seed_generator = keras.random.SeedGenerator(seed)
         # Schedule state as variables: a stage change does not retrace the step.
-        self.use_pl = keras.Variable(float(self.loss_config.use_PL), trainable=False,
-                                     name="use_pl")
-        self.use_hinge = keras.Variable(float(self.loss_config.use_mask_hinge_loss),
-                                        trainable=False, name="use_hinge")
-        self.m_mask = keras.Variable(float(self.loss_config.m_mask), trainable=False,
-                                     name="m_mask")
+        self.use_pl = keras.Variable(
+            float(self.loss_config.use_PL), trainable=False, name="use_pl"
+        )
+        self.use_hinge = keras.Variable(
+            float(self.loss_config.use_mask_hinge_loss),
+            trainable=False,
+            name="use_hinge",
+        )
+        self.m_mask = keras.Variable(
+            float(self.loss_config.m_mask), trainable=False, name="m_mask"
+        )
         self._inference = {}
 
     @property
@@ -68,14 +83,19 @@ class FaceSwapGAN(keras.Model):
 
     @property
     def generator_variables(self):
-        return (self.encoder.trainable_variables + self.decoder_A.trainable_variables
-                + self.decoder_B.trainable_variables)
+        return (
+            self.encoder.trainable_variables
+            + self.decoder_A.trainable_variables
+            + self.decoder_B.trainable_variables
+        )
 
     @property
     def discriminator_variables(self):
         return self.netDA.trainable_variables + self.netDB.trainable_variables
 
-    def compile(self, g_optimizer=None, d_optimizer=None, mixed_precision=False, **kwargs):
+    def compile(
+        self, g_optimizer=None, d_optimizer=None, mixed_precision=False, **kwargs
+    ):
         """Adam (beta_1 0.5) with lrG 1e-4 and lrD 2e-4 times lr_factor (REFERENCE 1.2);
         wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds both optimizers so
         their state can be restored before the first step."""
@@ -120,12 +140,18 @@ class FaceSwapGAN(keras.Model):
         cond_real = ops.concatenate([real, warped], axis=-1)  # (B, R, R, 6)
         if self.loss_config.gan_training == "relativistic_avg_LSGAN":
             pred_real = net_d(cond_real)
-            return sum(losses.ralsgan_d(pred_real, net_d(ops.concatenate([f, warped], -1)))
-                       for f in fakes)
+            return sum(
+                losses.ralsgan_d(pred_real, net_d(ops.concatenate([f, warped], -1)))
+                for f in fakes
+            )
         lam = self._beta()
-        return sum(losses.mixup_lsgan_d(
-            net_d(lam * cond_real + (1 - lam) * ops.concatenate([f, warped], -1)), lam)
-            for f in fakes)
+        return sum(
+            losses.mixup_lsgan_d(
+                net_d(lam * cond_real + (1 - lam) * ops.concatenate([f, warped], -1)),
+                lam,
+            )
+            for f in fakes
+        )
 
     def _g_terms(self, net_d, decoder, other, warped, real, eyes):
         """Weighted generator terms of one side, by name (REFERENCE 1.3)."""
@@ -139,13 +165,17 @@ class FaceSwapGAN(keras.Model):
             adversarial = sum(losses.lsgan_g(p) for p in preds)
         terms = {
             "adversarial": w.w_D * adversarial,
-            "reconstruction": w.w_recon * (losses.reconstruction(real, rgb)
-                                           + losses.intermediate_reconstruction(
-                                               real, intermediates))
+            "reconstruction": w.w_recon
+            * (
+                losses.reconstruction(real, rgb)
+                + losses.intermediate_reconstruction(real, intermediates)
+            )
             + w.w_eyes * losses.eye_reconstruction(real, rgb, eyes),
-            "edge": w.w_edge * losses.edge(real, rgb) + w.w_eyes * losses.eye_edge(
-                real, rgb, eyes),
-            "mask": self.use_hinge * w.w_mask_hinge * losses.mask_hinge(alpha, self.m_mask)
+            "edge": w.w_edge * losses.edge(real, rgb)
+            + w.w_eyes * losses.eye_edge(real, rgb, eyes),
+            "mask": self.use_hinge
+            * w.w_mask_hinge
+            * losses.mask_hinge(alpha, self.m_mask)
             + (1 - self.use_hinge) * w.w_mask_l1 * losses.mask_l1(alpha)
             + w.w_mask_tv * losses.mask_total_variation(alpha),
             "perceptual": self._perceptual(real, rgb, fake),
@@ -153,7 +183,9 @@ class FaceSwapGAN(keras.Model):
         if self.loss_config.use_cyclic_loss:
             _, _, rgb_other, _ = self._generate(other, warped)
             _, alpha_cycle, rgb_cycle, _ = self._generate(decoder, rgb_other)
-            terms["cyclic"] = w.w_cyclic * losses.cyclic(real, rgb_cycle, alpha_cycle, alpha)
+            terms["cyclic"] = w.w_cyclic * losses.cyclic(
+                real, rgb_cycle, alpha_cycle, alpha
+            )
         return terms
 
     def _perceptual(self, real, rgb, fake):
@@ -163,8 +195,11 @@ class FaceSwapGAN(keras.Model):
 
         def compute():
             mixup = lam * rgb + (1 - lam) * fake  # mixup of raw and masked output
-            return losses.perceptual(self.perceptual_model(real),
-                                     self.perceptual_model(mixup), self.loss_weights.w_pl)
+            return losses.perceptual(
+                self.perceptual_model(real),
+                self.perceptual_model(mixup),
+                self.loss_weights.w_pl,
+            )
 
         return tf.cond(self.use_pl > 0.5, compute, lambda: tf.zeros(()))
 
@@ -191,17 +226,25 @@ class FaceSwapGAN(keras.Model):
         self._apply(self.d_optimizer, tape, scaled, self.discriminator_variables)
         # 2. Generators: the shared encoder and both decoders in one step on A + B.
         with tf.GradientTape() as tape:
-            g_a = self._g_terms(self.netDA, self.decoder_A, self.decoder_B, warped_a, real_a,
-                                eyes_a)
-            g_b = self._g_terms(self.netDB, self.decoder_B, self.decoder_A, warped_b, real_b,
-                                eyes_b)
-            decay = sum(self.encoder.losses + self.decoder_A.losses + self.decoder_B.losses)
+            g_a = self._g_terms(
+                self.netDA, self.decoder_A, self.decoder_B, warped_a, real_a, eyes_a
+            )
+            g_b = self._g_terms(
+                self.netDB, self.decoder_B, self.decoder_A, warped_b, real_b, eyes_b
+            )
+            decay = sum(
+                self.encoder.losses + self.decoder_A.losses + self.decoder_B.losses
+            )
             g_total = sum(g_a.values()) + sum(g_b.values()) + decay
             scaled = self._scale(self.g_optimizer, g_total)
         self._apply(self.g_optimizer, tape, scaled, self.generator_variables)
         # 3. Every term by name, for logs and plots.
-        logs = {"d_a/total": d_a, "d_b/total": d_b, "g/weight_decay": decay,
-                "g/total": g_total}
+        logs = {
+            "d_a/total": d_a,
+            "d_b/total": d_b,
+            "g/weight_decay": decay,
+            "g/total": g_total,
+        }
         for side, terms in (("g_a", g_a), ("g_b", g_b)):
             logs.update({f"{side}/{k}": v for k, v in terms.items()})
             logs[f"{side}/total"] = sum(terms.values())
@@ -213,7 +256,9 @@ class FaceSwapGAN(keras.Model):
             return optimizer.scale_loss(loss)
         return loss
 
-    def transform(self, faces, decoder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def transform(
+        self, faces, decoder: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Runs encoder + decoder_`decoder` ("A" or "B") on faces (B, R, R, 3) [-1, 1].
 
         Returns numpy (alpha (B,R,R,1) [0,1], rgb (B,R,R,3) [-1,1], masked (B,R,R,3)).
@@ -222,15 +267,19 @@ class FaceSwapGAN(keras.Model):
             raise ValueError(f"decoder must be 'A' or 'B'; got {decoder!r}.")
         faces = np.asarray(faces, dtype=np.float32)
         if faces.ndim != 4 or faces.shape[1:] != tuple(self.arch.image_shape):
-            raise ValueError(f"faces must be (B, {self.image_size}, {self.image_size}, 3) "
-                             f"float32 in [-1, 1]; got shape {faces.shape}.")
+            raise ValueError(
+                f"faces must be (B, {self.image_size}, {self.image_size}, 3) "
+                f"float32 in [-1, 1]; got shape {faces.shape}."
+            )
         if decoder not in self._inference:
             net = self.decoder_A if decoder == "A" else self.decoder_B
             inputs = keras.Input(self.arch.image_shape)
             outputs = net(self.encoder(inputs))
             final = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
             self._inference[decoder] = keras.Model(inputs, final)
-        out = np.asarray(self._inference[decoder].predict_on_batch(faces), dtype=np.float32)
+        out = np.asarray(
+            self._inference[decoder].predict_on_batch(faces), dtype=np.float32
+        )
         alpha, rgb = out[..., :1], out[..., 1:]
         return alpha, rgb, alpha * rgb + (1 - alpha) * faces
 
@@ -249,5 +298,7 @@ class FaceSwapGAN(keras.Model):
             ValueError: unknown direction or wrong input shape.
         """
         if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}.")
+            raise ValueError(
+                f"direction must be one of {DIRECTIONS}; got {direction!r}."
+            )
         return self.transform(faces, "B" if direction == "AtoB" else "A")

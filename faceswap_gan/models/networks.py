@@ -9,8 +9,14 @@ the norm names, so these are kept to match the published model.
 import keras
 
 from faceswap_gan.config import ArchConfig
-from faceswap_gan.models.blocks import (conv2d, conv_block, conv_block_d, res_block,
-                                        self_attention, upscale)
+from faceswap_gan.models.blocks import (
+    conv2d,
+    conv_block,
+    conv_block_d,
+    res_block,
+    self_attention,
+    upscale,
+)
 
 
 def encoder_output_channels(config: ArchConfig) -> int:
@@ -75,15 +81,19 @@ def build_decoder(config: ArchConfig, name: str = "decoder_A") -> keras.Model:
         x = conv_block(x, 64 // c, norm, False, f"{name}_conv3", strides=1)
     outputs, size = [], 64
     while size < config.image_size:
-        outputs.append(conv2d(3, 5, f"{name}_rgb{size}", activation="tanh",
-                              dtype="float32")(x))
+        outputs.append(
+            conv2d(3, 5, f"{name}_rgb{size}", activation="tanh", dtype="float32")(x)
+        )
         x = upscale(x, 64 // c, config, use_norm, f"{name}_up{size * 2}")
         x = conv_block(x, 64 // c, norm, False, f"{name}_conv{size * 2}", strides=1)
         size *= 2
     alpha = conv2d(1, 5, f"{name}_alpha", activation="sigmoid", dtype="float32")(x)
     rgb = conv2d(3, 5, f"{name}_rgb", activation="tanh", dtype="float32")(x)
-    outputs.append(keras.layers.Concatenate(name=f"{name}_alpha_rgb", dtype="float32")(
-        [alpha, rgb]))
+    outputs.append(
+        keras.layers.Concatenate(name=f"{name}_alpha_rgb", dtype="float32")(
+            [alpha, rgb]
+        )
+    )
     return keras.Model(inputs, outputs, name=name)
 
 
