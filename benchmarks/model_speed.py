@@ -71,8 +71,9 @@ def parameters(model: FaceSwapGAN) -> dict[str, int]:
 
 def batch_spec(size: int, batch_size: int):
     """TensorSpecs of ((warped, target, eyes)_A, (warped, target, eyes)_B)."""
-    side = tuple(tf.TensorSpec((batch_size, size, size, c), tf.float32)
-                 for c in (3, 3, 1))
+    side = tuple(
+        tf.TensorSpec((batch_size, size, size, c), tf.float32) for c in (3, 3, 1)
+    )
     return (side, side)
 
 
@@ -132,8 +133,10 @@ def matmul_flops_per_second(repeats: int = 5, calls: int = 2) -> list[float]:
     """FLOP/s of `repeats` timed runs of `calls` `tf.linalg.matmul` of two 2048x2048
     float32 matrices (2 * 2048**3 FLOPs each; one warm-up call excluded)."""
     rng = np.random.default_rng(0)
-    a, b = (tf.constant(rng.standard_normal((MATMUL_SIZE,) * 2), tf.float32)
-            for _ in range(2))
+    a, b = (
+        tf.constant(rng.standard_normal((MATMUL_SIZE,) * 2), tf.float32)
+        for _ in range(2)
+    )
     float(tf.linalg.matmul(a, b)[0, 0])
     rates = []
     for _ in range(repeats):
@@ -145,16 +148,23 @@ def matmul_flops_per_second(repeats: int = 5, calls: int = 2) -> list[float]:
     return rates
 
 
-def measure(capacity: str, size: int, batch_size: int, steps: int, repeats: int,
-            xla: bool = False) -> dict:
+def measure(
+    capacity: str,
+    size: int,
+    batch_size: int,
+    steps: int,
+    repeats: int,
+    xla: bool = False,
+) -> dict:
     """Parameters, FLOPs per iteration and iterations/s of one configuration."""
     model = build(capacity, size)
     row = {"capacity": capacity, "size": size, **parameters(model)}
     step, concrete = compiled_step(model, size, batch_size, xla)
     row["flops"], by_type = graph_flops(concrete.graph)
     row["attention"] = sum(by_type.get(t, 0) for t in ATTENTION_OPS) / row["flops"]
-    rates = iterations_per_second(step, random_batches(size, batch_size, 2), steps,
-                                  repeats)
+    rates = iterations_per_second(
+        step, random_batches(size, batch_size, 2), steps, repeats
+    )
     row["it_s"] = statistics.median(rates)
     row["spread"] = (max(rates) - min(rates)) / row["it_s"]
     row["flop_s"] = row["flops"] * row["it_s"]
@@ -166,25 +176,33 @@ def print_table(rows: list[dict], peak: float) -> None:
     print("\nParameters (millions)")
     print(f"{'model':<14}" + "".join(f"{n:>11}" for n in (*NETWORKS, "total")))
     for r in rows:
-        print(f"{r['capacity']:<8}{r['size']:>4}px"
-              + "".join(f"{r[n] / 1e6:>11.3f}" for n in (*NETWORKS, "total")))
+        print(
+            f"{r['capacity']:<8}{r['size']:>4}px"
+            + "".join(f"{r[n] / 1e6:>11.3f}" for n in (*NETWORKS, "total"))
+        )
     print("\nSpeed (GFLOP = 1e9 float ops per training iteration, profiler count)")
-    print(f"{'model':<14}{'GFLOP/it':>10}{'attn':>7}{'it/s':>9}{'spread':>8}"
-          f"{'GFLOP/s':>9}{'of peak':>9}")
+    print(
+        f"{'model':<14}{'GFLOP/it':>10}{'attn':>7}{'it/s':>9}{'spread':>8}"
+        f"{'GFLOP/s':>9}{'of peak':>9}"
+    )
     for r in rows:
-        print(f"{r['capacity']:<8}{r['size']:>4}px{r['flops'] / 1e9:>10.1f}"
-              f"{100 * r['attention']:>6.0f}%{r['it_s']:>9.3f}"
-              f"{100 * r['spread']:>7.0f}%"
-              f"{r['flop_s'] / 1e9:>9.1f}{100 * r['flop_s'] / peak:>8.1f}%")
+        print(
+            f"{r['capacity']:<8}{r['size']:>4}px{r['flops'] / 1e9:>10.1f}"
+            f"{100 * r['attention']:>6.0f}%{r['it_s']:>9.3f}"
+            f"{100 * r['spread']:>7.0f}%"
+            f"{r['flop_s'] / 1e9:>9.1f}{100 * r['flop_s'] / peak:>8.1f}%"
+        )
     print(f"\nmatmul peak (2048x2048 float32, best run): {peak / 1e9:.1f} GFLOP/s")
     if len(rows) > 1:
         base = rows[0]
         print(f"relative to {base['capacity']} {base['size']}px:")
         for r in rows[1:]:
-            print(f"  {r['capacity']:<8}{r['size']:>4}px"
-                  f"  params x{r['total'] / base['total']:.2f}"
-                  f"  FLOPs x{r['flops'] / base['flops']:.2f}"
-                  f"  time/it x{base['it_s'] / r['it_s']:.2f}")
+            print(
+                f"  {r['capacity']:<8}{r['size']:>4}px"
+                f"  params x{r['total'] / base['total']:.2f}"
+                f"  FLOPs x{r['flops'] / base['flops']:.2f}"
+                f"  time/it x{base['it_s'] / r['it_s']:.2f}"
+            )
 
 
 def device_line() -> str:
@@ -193,29 +211,55 @@ def device_line() -> str:
         return "device: CPU (no GPU visible)"
     tf32 = tf.config.experimental.is_tensor_float_32_execution_enabled()
     details = tf.config.experimental.get_device_details(gpus[0])
-    return (f"device: {len(gpus)} GPU(s), {details.get('device_name', '?')}"
-            f"; TF32 for float32 matmul/conv: {'on' if tf32 else 'off'}")
+    return (
+        f"device: {len(gpus)} GPU(s), {details.get('device_name', '?')}"
+        f"; TF32 for float32 matmul/conv: {'on' if tf32 else 'off'}"
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Prints two tables; see the module docstring for how each figure is "
-               "measured.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128],
-                        choices=IMAGE_SIZES, help="image sizes in px (default 64 128)")
-    parser.add_argument("--capacities", nargs="+", default=["lite", "standard"],
-                        choices=["lite", "standard"], help="model capacities")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="faces per side per iteration, as the trainer (default 8)")
-    parser.add_argument("--steps", type=int, default=2,
-                        help="iterations per timed run (default 2)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs; the median is reported (default 3)")
-    parser.add_argument("--xla", action="store_true",
-                        help="compile the step with XLA (jit_compile=True); the "
-                             "trainer does not, and the mixup Beta draw (Gamma op) "
-                             "has no XLA kernel in TF 2.21, so this fails for now")
+        "measured.",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[64, 128],
+        choices=IMAGE_SIZES,
+        help="image sizes in px (default 64 128)",
+    )
+    parser.add_argument(
+        "--capacities",
+        nargs="+",
+        default=["lite", "standard"],
+        choices=["lite", "standard"],
+        help="model capacities",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="faces per side per iteration, as the trainer (default 8)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=2, help="iterations per timed run (default 2)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed runs; the median is reported (default 3)",
+    )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile the step with XLA (jit_compile=True); the "
+        "trainer does not, and the mixup Beta draw (Gamma op) "
+        "has no XLA kernel in TF 2.21, so this fails for now",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.repeats < 1:
         parser.error("--batch-size, --steps and --repeats must be >= 1")
@@ -225,30 +269,46 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     print(f"{device_line()}; TensorFlow {tf.__version__}")
-    print(f"batch {args.batch_size} per side, {args.repeats} runs x {args.steps} "
-          f"iterations (warm-up excluded){', XLA' if args.xla else ''}")
+    print(
+        f"batch {args.batch_size} per side, {args.repeats} runs x {args.steps} "
+        f"iterations (warm-up excluded){', XLA' if args.xla else ''}"
+    )
     matmul, rows = [], []
     for capacity in args.capacities:
         for size in args.sizes:
             matmul += matmul_flops_per_second()
             started = time.perf_counter()
             try:
-                rows.append(measure(capacity, size, args.batch_size, args.steps,
-                                    args.repeats, args.xla))
+                rows.append(
+                    measure(
+                        capacity,
+                        size,
+                        args.batch_size,
+                        args.steps,
+                        args.repeats,
+                        args.xla,
+                    )
+                )
             except tf.errors.InvalidArgumentError as error:
                 if not args.xla:
                     raise
-                raise SystemExit(f"The train step cannot be compiled with XLA here "
-                                 f"(run without --xla): {error.message[:300]}"
-                                 ) from None
-            print(f"  measured {capacity} {size}px in "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
+                raise SystemExit(
+                    f"The train step cannot be compiled with XLA here "
+                    f"(run without --xla): {error.message[:300]}"
+                ) from None
+            print(
+                f"  measured {capacity} {size}px in "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             keras.backend.clear_session(free_memory=True)
     matmul += matmul_flops_per_second()
     print_table(rows, max(matmul))
-    print(f"matmul runs: min {min(matmul) / 1e9:.1f}, median "
-          f"{statistics.median(matmul) / 1e9:.1f}, max {max(matmul) / 1e9:.1f} GFLOP/s "
-          f"({len(matmul)} runs; a wide range means a busy machine)")
+    print(
+        f"matmul runs: min {min(matmul) / 1e9:.1f}, median "
+        f"{statistics.median(matmul) / 1e9:.1f}, max {max(matmul) / 1e9:.1f} GFLOP/s "
+        f"({len(matmul)} runs; a wide range means a busy machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -73,14 +73,19 @@ def training_data(args):
 
     from faceswap_gan.dataset import FaceSet, make_dataset
 
-    faces = [FaceSet(f, m) for f, m in ((args.faces_a, args.masks_a),
-                                        (args.faces_b, args.masks_b))]
+    faces = [
+        FaceSet(f, m)
+        for f, m in ((args.faces_a, args.masks_a), (args.faces_b, args.masks_b))
+    ]
     pool = np.concatenate([f.images for f in faces])
     with warnings.catch_warnings():  # no mask folder: zero eye masks, said in the table
         warnings.filterwarnings("ignore", "use_bm_eyes is on")
-        streams = [make_dataset(f, args.size, args.batch_size, args.seed + side,
-                                color_references=pool)
-                   for side, f in enumerate(faces)]
+        streams = [
+            make_dataset(
+                f, args.size, args.batch_size, args.seed + side, color_references=pool
+            )
+            for side, f in enumerate(faces)
+        ]
     return tf.data.Dataset.zip(tuple(streams)), faces
 
 
@@ -97,8 +102,9 @@ def build_model(capacity: str, size: int, perceptual: bool):
         from faceswap_gan.perceptual import build_perceptual_model
 
         model_of_features = build_perceptual_model("face_api")
-    model = FaceSwapGAN(arch, LossConfig(use_PL=perceptual),
-                        perceptual_model=model_of_features)
+    model = FaceSwapGAN(
+        arch, LossConfig(use_PL=perceptual), perceptual_model=model_of_features
+    )
     model.compile()
     return model
 
@@ -106,9 +112,9 @@ def build_model(capacity: str, size: int, perceptual: bool):
 def measure(args) -> dict:
     """One capacity, in this process: pipeline batches/s, iterations/s, peak memory."""
     import tensorflow as tf
+    from model_speed import parameters, random_batches, timed_run
 
     from faceswap_gan.dataset import measure_throughput
-    from model_speed import parameters, random_batches, timed_run
 
     data, faces = training_data(args)
     pipeline = measure_throughput(data, args.pipeline_batches)
@@ -127,29 +133,50 @@ def measure(args) -> dict:
         fed.append(timed_run(fed_step, [None], args.steps))
         in_memory.append(timed_run(step, batches, args.steps))
     rss, gpu = peak_memory_mib()
-    return {"capacity": args.capacities[0], "faces": [len(f) for f in faces],
-            "masks": all(f.masks is not None for f in faces),
-            "pipeline": pipeline, "fed": statistics.median(fed),
-            "fed_runs": fed, "in_memory": statistics.median(in_memory),
-            "rss_mib": rss, "gpu_mib": gpu, "params": parameters(model)["total"]}
+    return {
+        "capacity": args.capacities[0],
+        "faces": [len(f) for f in faces],
+        "masks": all(f.masks is not None for f in faces),
+        "pipeline": pipeline,
+        "fed": statistics.median(fed),
+        "fed_runs": fed,
+        "in_memory": statistics.median(in_memory),
+        "rss_mib": rss,
+        "gpu_mib": gpu,
+        "params": parameters(model)["total"],
+    }
 
 
 def run_isolated(args, capacity: str) -> dict:
     """Runs `measure` for one capacity in a child Python process; returns its row."""
     argv = [sys.executable, __file__, "--child", "--capacities", capacity]
-    for name in ("faces_a", "faces_b", "masks_a", "masks_b", "size", "batch_size",
-                 "steps", "repeats", "pipeline_batches", "seed"):
+    for name in (
+        "faces_a",
+        "faces_b",
+        "masks_a",
+        "masks_b",
+        "size",
+        "batch_size",
+        "steps",
+        "repeats",
+        "pipeline_batches",
+        "seed",
+    ):
         value = getattr(args, name)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
     argv += ["--perceptual"] if args.perceptual else []
     done = subprocess.run(argv, capture_output=True, text=True)
-    rows = [line[len(ROW_PREFIX):] for line in done.stdout.splitlines()
-            if line.startswith(ROW_PREFIX)]
+    rows = [
+        line[len(ROW_PREFIX) :]
+        for line in done.stdout.splitlines()
+        if line.startswith(ROW_PREFIX)
+    ]
     if done.returncode or not rows:
         sys.stderr.write(done.stderr[-4000:])
         raise RuntimeError(
-            f"The {capacity} measurement failed (exit {done.returncode}).")
+            f"The {capacity} measurement failed (exit {done.returncode})."
+        )
     return json.loads(rows[-1])
 
 
@@ -161,53 +188,98 @@ def _shown(path: Path) -> str:
 def print_table(rows: list[dict], args) -> None:
     first = rows[0]
     masks = "yes" if first["masks"] else "none (zeros)"
-    print(f"faces: A {first['faces'][0]} from {_shown(args.faces_a)}, B "
-          f"{first['faces'][1]} from {_shown(args.faces_b)}; eye masks: {masks}")
-    print(f"{args.size}px, batch {args.batch_size} per side, perceptual loss "
-          f"{'on (face_api)' if args.perceptual else 'off'}; median of {args.repeats} "
-          f"runs x {args.steps} iterations, warm-up excluded; pipeline over "
-          f"{args.pipeline_batches} batches\n")
-    print(f"{'model':<10}{'params':>8}{'it/s fed':>10}{'it/s mem':>10}"
-          f"{'fed/mem':>9}{'pipe b/s':>10}{'pipe/model':>12}{'peak RSS':>10}"
-          f"{'peak GPU':>10}")
+    print(
+        f"faces: A {first['faces'][0]} from {_shown(args.faces_a)}, B "
+        f"{first['faces'][1]} from {_shown(args.faces_b)}; eye masks: {masks}"
+    )
+    print(
+        f"{args.size}px, batch {args.batch_size} per side, perceptual loss "
+        f"{'on (face_api)' if args.perceptual else 'off'}; median of {args.repeats} "
+        f"runs x {args.steps} iterations, warm-up excluded; pipeline over "
+        f"{args.pipeline_batches} batches\n"
+    )
+    print(
+        f"{'model':<10}{'params':>8}{'it/s fed':>10}{'it/s mem':>10}"
+        f"{'fed/mem':>9}{'pipe b/s':>10}{'pipe/model':>12}{'peak RSS':>10}"
+        f"{'peak GPU':>10}"
+    )
     for r in rows:
         gpu = "-" if r["gpu_mib"] is None else f"{r['gpu_mib']:.0f}M"
-        print(f"{r['capacity']:<10}{r['params'] / 1e6:>7.1f}M{r['fed']:>10.3f}"
-              f"{r['in_memory']:>10.3f}{r['fed'] / r['in_memory']:>9.2f}"
-              f"{r['pipeline']:>10.2f}{r['pipeline'] / r['fed']:>12.1f}"
-              f"{r['rss_mib']:>9.0f}M{gpu:>10}")
-    print("\nit/s fed: iterations/s with the real pipeline; it/s mem: on in-memory "
-          "random batches;\npipe b/s: pipeline alone, (A, B) batches/s; "
-          "pipe/model > 1: the model is the bottleneck;\npeak RSS: ru_maxrss of the "
-          "process (host memory); peak GPU: get_memory_info('GPU:0').")
+        print(
+            f"{r['capacity']:<10}{r['params'] / 1e6:>7.1f}M{r['fed']:>10.3f}"
+            f"{r['in_memory']:>10.3f}{r['fed'] / r['in_memory']:>9.2f}"
+            f"{r['pipeline']:>10.2f}{r['pipeline'] / r['fed']:>12.1f}"
+            f"{r['rss_mib']:>9.0f}M{gpu:>10}"
+        )
+    print(
+        "\nit/s fed: iterations/s with the real pipeline; it/s mem: on in-memory "
+        "random batches;\npipe b/s: pipeline alone, (A, B) batches/s; "
+        "pipe/model > 1: the model is the bottleneck;\npeak RSS: ru_maxrss of the "
+        "process (host memory); peak GPU: get_memory_info('GPU:0')."
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="One child process per capacity; see the module docstring for each "
-               "figure.")
-    parser.add_argument("--faces-a", type=Path, default=FACES / "a",
-                        help="folder of A's face crops (default tests/data/faces/a)")
-    parser.add_argument("--faces-b", type=Path, default=FACES / "b",
-                        help="folder of B's face crops (default tests/data/faces/b)")
+        "figure.",
+    )
+    parser.add_argument(
+        "--faces-a",
+        type=Path,
+        default=FACES / "a",
+        help="folder of A's face crops (default tests/data/faces/a)",
+    )
+    parser.add_argument(
+        "--faces-b",
+        type=Path,
+        default=FACES / "b",
+        help="folder of B's face crops (default tests/data/faces/b)",
+    )
     parser.add_argument("--masks-a", type=Path, help="eye masks of A (optional)")
     parser.add_argument("--masks-b", type=Path, help="eye masks of B (optional)")
-    parser.add_argument("--capacities", nargs="+", default=["lite", "standard"],
-                        choices=["lite", "standard"], help="model capacities")
-    parser.add_argument("--size", type=int, default=64, choices=IMAGE_SIZES,
-                        help="image size in px (default 64)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="faces per side per iteration (default 8)")
-    parser.add_argument("--steps", type=int, default=2,
-                        help="iterations per timed run (default 2)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs; the median is reported (default 3)")
-    parser.add_argument("--pipeline-batches", type=int, default=30,
-                        help="batches timed for the pipeline alone (default 30)")
+    parser.add_argument(
+        "--capacities",
+        nargs="+",
+        default=["lite", "standard"],
+        choices=["lite", "standard"],
+        help="model capacities",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=64,
+        choices=IMAGE_SIZES,
+        help="image size in px (default 64)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="faces per side per iteration (default 8)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=2, help="iterations per timed run (default 2)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed runs; the median is reported (default 3)",
+    )
+    parser.add_argument(
+        "--pipeline-batches",
+        type=int,
+        default=30,
+        help="batches timed for the pipeline alone (default 30)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    parser.add_argument("--perceptual", action="store_true",
-                        help="include the face_api perceptual loss (v2.2 stages 1+)")
+    parser.add_argument(
+        "--perceptual",
+        action="store_true",
+        help="include the face_api perceptual loss (v2.2 stages 1+)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("batch_size", "steps", "repeats", "pipeline_batches"):

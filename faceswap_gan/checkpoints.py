@@ -4,7 +4,7 @@ A checkpoint is a folder `checkpoints/step_0001200/` holding
     config.json                       resolved TrainConfig (or {"arch": ..., ...})
     encoder.weights.h5, decoder_A.weights.h5, decoder_B.weights.h5,
     netDA.weights.h5, netDB.weights.h5
-    optimizers.npz                    both optimizers' variables (incl. iteration counts)
+    optimizers.npz                    both optimizers' variables and iteration counts
     state.json                        step, stage, data position, seed-generator state
 It is written under a temporary name and renamed into place; the run's pointer file
 `checkpoints/latest` is then replaced atomically (`os.replace`). A kill at any moment
@@ -125,8 +125,8 @@ def read_config(checkpoint: str | Path) -> dict:
 def load_weights(
     model: FaceSwapGAN, checkpoint: str | Path, optimizers: bool = True
 ) -> dict:
-    """Loads the five networks (and, if compiled and `optimizers`, both optimizers' state
-    and the seed-generator state) into `model`; returns the saved state dict.
+    """Loads the five networks into `model` (and, if it is compiled and `optimizers`,
+    both optimizers' state and the seed-generator state); returns the saved state.
 
     Raises:
         ValueError: the checkpoint was saved for another architecture (both named), or
@@ -172,7 +172,7 @@ def _restore_optimizers(model, checkpoint: Path) -> None:
 
 
 def load_model(path: str | Path, perceptual_model=None) -> FaceSwapGAN:
-    """Builds a FaceSwapGAN from a run folder or checkpoint folder and loads its weights.
+    """Builds a FaceSwapGAN from a run or checkpoint folder and loads its weights.
 
     Args:
         path: run folder (uses checkpoints/latest) or a checkpoint folder.

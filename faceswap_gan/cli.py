@@ -4,7 +4,7 @@ Subcommands (each has --help):
     extract   faces (raw, aligned, eye masks) from a video or an image folder
     masks     binary eye masks for a folder of face crops (68-point landmarks)
     train     train a swap model on two folders of faces (resumable)
-    convert   swap faces in a video with a trained model (audio kept, labelled synthetic)
+    convert   swap faces in a video with a trained model (audio kept, labelled)
     demo      all of the above on the bundled sample clips
     evaluate  quality report of a trained model
 """
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses `argv` (default sys.argv[1:]), runs the subcommand, returns its exit code."""
+    """Parses `argv` (default sys.argv[1:]), runs the subcommand, returns its code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     code = args.run(args)

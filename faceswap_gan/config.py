@@ -61,7 +61,8 @@ class ArchConfig:
             or shape[0] not in IMAGE_SIZES
         ):
             raise ValueError(
-                f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; got {self.image_shape!r}."
+                f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; "
+                f"got {self.image_shape!r}."
             )
         object.__setattr__(self, "image_shape", shape)
         _choice("norm", self.norm, NORMS)
@@ -123,7 +124,7 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss options (the original's `loss_config`); the schedule changes some of them."""
+    """Loss options (the original's `loss_config`); the schedule changes some."""
 
     gan_training: str = "mixup_LSGAN"  # Or "relativistic_avg_LSGAN".
     use_PL: bool = False  # Perceptual loss on (schedule turns it on at stage 1).
@@ -180,7 +181,7 @@ def _stage(num, den, pl, hinge, m, lr, swap=False):
     return Stage(Fraction(num, den), pl, hinge, m, lr, swap)
 
 
-# REFERENCE 1.4: the v2.2 notebook (7850, 11850, 15850, 19850, 26516, 31850, 35850 @ 40k).
+# REFERENCE 1.4 (v2.2 notebook): 7850, 11850, 15850, 19850, 26516, 31850, 35850 of 40k.
 SCHEDULES = {
     "v2.2": (
         _stage(0, 1, False, False, 0.0, 1.0),
@@ -192,7 +193,7 @@ SCHEDULES = {
         _stage(4, 5, True, True, 0.1, 0.3, swap=True),
         _stage(9, 10, True, False, 0.0, 0.1),
     ),
-    # The lite Colab demo (colab_demo/faceswap-GAN_colab_demo.ipynb), perceptual loss from 0.
+    # The lite Colab demo (colab_demo/faceswap-GAN_colab_demo.ipynb); PL from step 0.
     "colab_demo": (
         _stage(0, 1, True, False, 0.0, 1.0),
         _stage(1, 2, True, True, 0.4, 0.3),
@@ -270,7 +271,7 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
-        """A TrainConfig with `arch = PRESETS[preset]` (and the Colab schedule for "lite")."""
+        """A TrainConfig with `arch = PRESETS[preset]` (Colab schedule for "lite")."""
         _choice("preset", preset, tuple(PRESETS))
         defaults: dict[str, Any] = {"arch": PRESETS[preset]}
         if preset == "lite":

@@ -71,15 +71,18 @@ class DemoResult:
     def summary(self) -> str:
         """Human-readable lines: where the results are and what was done."""
         took = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
-        return "\n".join([
-            f"Faces extracted: {self.faces_a} of person A, {self.faces_b} of person B",
-            f"Trained {self.iterations} iterations; converted {self.frames} frames "
-            f"({self.faces_swapped} faces swapped); {took}",
-            f"Converted video: {self.video}",
-            f"Previews:        {self.previews_dir}",
-            f"Loss plot:       {self.loss_plot}",
-            f"Run folder:      {self.run_dir} (a --model for `convert`)",
-        ])
+        return "\n".join(
+            [
+                f"Faces extracted: {self.faces_a} of person A, "
+                f"{self.faces_b} of person B",
+                f"Trained {self.iterations} iterations; converted {self.frames} frames "
+                f"({self.faces_swapped} faces swapped); {took}",
+                f"Converted video: {self.video}",
+                f"Previews:        {self.previews_dir}",
+                f"Loss plot:       {self.loss_plot}",
+                f"Run folder:      {self.run_dir} (a --model for `convert`)",
+            ]
+        )
 
 
 def _read_state(path: Path) -> dict:
@@ -102,8 +105,14 @@ def _frames_folder(video: Path, folder: Path, max_frames: int) -> Path:
     return folder
 
 
-def extract_sample(video: Path, output_dir: Path, every: int, max_frames: int | None,
-                   state: dict, progress: bool = True) -> int:
+def extract_sample(
+    video: Path,
+    output_dir: Path,
+    every: int,
+    max_frames: int | None,
+    state: dict,
+    progress: bool = True,
+) -> int:
     """Runs `extract_faces` on one clip unless `state` shows the same run finished.
 
     Args:
@@ -138,8 +147,9 @@ def extract_sample(video: Path, output_dir: Path, every: int, max_frames: int | 
     return report.faces
 
 
-def demo_train_config(output_dir: str | Path, iterations: int = DEFAULT_ITERATIONS,
-                      preset: str = "lite") -> TrainConfig:
+def demo_train_config(
+    output_dir: str | Path, iterations: int = DEFAULT_ITERATIONS, preset: str = "lite"
+) -> TrainConfig:
     """The demo's TrainConfig: `preset` on the extracted faces and eye masks.
 
     Previews, the loss plot and a checkpoint are written about 10 times during the
@@ -172,10 +182,15 @@ def demo_train_config(output_dir: str | Path, iterations: int = DEFAULT_ITERATIO
     )
 
 
-def run_demo(output_dir: str | Path = "demo_output",
-             iterations: int = DEFAULT_ITERATIONS, every: int = 2, preset: str = "lite",
-             max_frames: int | None = None, progress: bool = True,
-             output_type: str = "combined") -> DemoResult:
+def run_demo(
+    output_dir: str | Path = "demo_output",
+    iterations: int = DEFAULT_ITERATIONS,
+    every: int = 2,
+    preset: str = "lite",
+    max_frames: int | None = None,
+    progress: bool = True,
+    output_type: str = "combined",
+) -> DemoResult:
     """Extracts faces from the two sample clips, trains briefly and converts A->B.
 
     Re-running with the same `output_dir` reuses finished extractions, resumes
@@ -212,7 +227,8 @@ def run_demo(output_dir: str | Path = "demo_output",
         raise ValueError(f"max_frames must be >= 1 or None; got {max_frames!r}.")
     if output_type not in OUTPUT_TYPES:
         raise ValueError(
-            f"output_type must be one of {OUTPUT_TYPES}; got {output_type!r}.")
+            f"output_type must be one of {OUTPUT_TYPES}; got {output_type!r}."
+        )
     config = demo_train_config(output_dir, iterations, preset)
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -224,8 +240,9 @@ def run_demo(output_dir: str | Path = "demo_output",
     counts = {}
     for side, video in (("a", SAMPLE_A), ("b", SAMPLE_B)):
         side_state = state.setdefault(f"extract_{side}", {})
-        counts[side] = extract_sample(video, root / f"faces_{side}", int(every),
-                                      max_frames, side_state, progress)
+        counts[side] = extract_sample(
+            video, root / f"faces_{side}", int(every), max_frames, side_state, progress
+        )
         _write_state(state_path, state)
     seconds["extract"] = time.perf_counter() - tic
 
@@ -235,18 +252,35 @@ def run_demo(output_dir: str | Path = "demo_output",
 
     tic = time.perf_counter()
     model = load_model(run_dir)
-    converter_config = ConverterConfig(image_shape=model.image_size,
-                                       output_type=output_type, direction="AtoB",
-                                       watermark=True)
+    converter_config = ConverterConfig(
+        image_shape=model.image_size,
+        output_type=output_type,
+        direction="AtoB",
+        watermark=True,
+    )
     video = root / "person_a_to_b.mp4"
     report = VideoConverter(model, converter_config).convert(
-        SAMPLE_A, video, max_frames=max_frames, progress=progress)
+        SAMPLE_A, video, max_frames=max_frames, progress=progress
+    )
     seconds["convert"] = time.perf_counter() - tic
-    state["convert"] = {"frames": report.frames, "faces": report.faces,
-                        "iterations": config.iterations}
+    state["convert"] = {
+        "frames": report.frames,
+        "faces": report.faces,
+        "iterations": config.iterations,
+    }
     _write_state(state_path, state)
-    result = DemoResult(root, video, run_dir / "previews", run_dir / "loss.png",
-                        run_dir, counts["a"], counts["b"], config.iterations,
-                        report.frames, report.faces, seconds)
+    result = DemoResult(
+        root,
+        video,
+        run_dir / "previews",
+        run_dir / "loss.png",
+        run_dir,
+        counts["a"],
+        counts["b"],
+        config.iterations,
+        report.frames,
+        report.faces,
+        seconds,
+    )
     print(result.summary())
     return result

@@ -89,8 +89,8 @@ def eye_reconstruction(real, rgb, eye_mask):
 
 
 def intermediate_reconstruction(real, intermediates):
-    """Sum of L1 between each intermediate output (B, s, s, 3) and the target resized to s
-    (bilinear). 0 when there are none (R = 64)."""
+    """Sum of L1 between each intermediate output (B, s, s, 3) and the target resized to
+    s (bilinear). 0 when there are none (R = 64)."""
     total = 0.0
     for image in intermediates:
         size = ops.shape(image)[1]
@@ -120,7 +120,7 @@ def eye_edge(real, rgb, eye_mask):
 def instance_normalize(features, epsilon=1e-5):
     """Per-sample, per-channel standardisation over H, W of (B, H, W, C) features.
 
-    The original applied keras-contrib InstanceNormalization(axis=None), which normalises
+    The original applied keras-contrib InstanceNormalization(axis=None), normalising
     over H, W and C together (REFERENCE 1.10 item 1); we use true instance norm.
     """
     mean = ops.mean(features, axis=(1, 2), keepdims=True)

@@ -2,10 +2,10 @@
 
 Run folder layout:
     config.json          the resolved TrainConfig
-    metrics.jsonl        one line per display window: step, stage, every loss term, lr, seconds
+    metrics.jsonl        a line per display window: step, stage, loss terms, lr, seconds
     loss.png             loss curves by term (updated with the previews)
     previews/            step_XXXXXXX.png grids and latest.png
-    checkpoints/         latest pointer, the newest checkpoint, backups every backup_iters
+    checkpoints/         latest pointer, newest checkpoint, backups every backup_iters
     tensorboard/         optional TensorBoard scalars
 """
 
@@ -39,7 +39,7 @@ def needs_perceptual(config: TrainConfig) -> bool:
 
 
 def build_model(config: TrainConfig) -> FaceSwapGAN:
-    """FaceSwapGAN (compiled) for `config`, with the perceptual model if any stage uses it."""
+    """Compiled FaceSwapGAN for `config` (with the perceptual model if needed)."""
     perceptual = None
     if needs_perceptual(config):
         from faceswap_gan.perceptual import build_perceptual_model
@@ -117,7 +117,7 @@ def _datasets(config: TrainConfig, start_index: int):
 
 
 def _strategy():
-    """MirroredStrategy over all GPUs when more than one is visible, else the default."""
+    """MirroredStrategy over all GPUs when several are visible, else the default."""
     gpus = tf.config.list_logical_devices("GPU")
     return (
         tf.distribute.MirroredStrategy()
@@ -154,7 +154,7 @@ class _Run:
 
 
 def _enter_stage(model, run: _Run, entering_from_saved: bool) -> None:
-    """Applies the stage in force at run.step; swaps decoders only on a real transition."""
+    """Applies the stage in force at run.step; swaps decoders only on a transition."""
     stages = SCHEDULES[run.config.schedule]
     new = stage_at(run.config.schedule, run.step, run.config.iterations)
     if new < 0:
@@ -240,7 +240,7 @@ def make_step_fn(model: FaceSwapGAN, strategy):
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drops metrics lines logged after the checkpoint we resume from (killed windows)."""
+    """Drops metrics lines logged after the checkpoint resumed from (killed windows)."""
     if path.is_file():
         lines = [
             line
@@ -304,7 +304,7 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
 
 
 def _report(model, run: _Run, window, previews, writer) -> None:
-    """Appends a metrics line, writes previews, the loss plot and the latest checkpoint."""
+    """Appends a metrics line; writes previews, the loss plot and the checkpoint."""
     row = {
         "step": run.step,
         "stage": run.stage,

@@ -21,8 +21,20 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _demo(output, *flags):
-    command = [sys.executable, "-m", "faceswap_gan", "demo", "--output", str(output),
-               "--preset", "tiny", "--max-frames", "10", "--no-progress", *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "faceswap_gan",
+        "demo",
+        "--output",
+        str(output),
+        "--preset",
+        "tiny",
+        "--max-frames",
+        "10",
+        "--no-progress",
+        *flags,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -46,7 +58,8 @@ def test_demo_extracts_trains_converts_and_resumes(tmp_path):
     assert all(tags.get(k) == str(v) for k, v in SYNTHETIC_METADATA.items())
     assert (run_dir / "previews" / "latest.png").is_file()
     assert sorted(p.name for p in (run_dir / "previews").glob("step_*")) == [
-        f"step_{s:07d}.png" for s in (1, 2, 3, 4)]  # display_iters = max(1, 4 // 10)
+        f"step_{s:07d}.png" for s in (1, 2, 3, 4)
+    ]  # display_iters = max(1, 4 // 10)
     faces = out / "faces_a" / "faces" / "aligned_faces"
     assert len(list_images(faces)) == 5  # every 2nd of the first 10 frames
     masks = out / "faces_a" / "faces" / "binary_masks_eyes"
@@ -55,8 +68,10 @@ def test_demo_extracts_trains_converts_and_resumes(tmp_path):
 
     _demo(out, "--iterations", "6")  # same folder: reuse the faces, resume training
     assert {p: p.stat().st_mtime_ns for p in list_images(faces)} == stamps
-    steps = [json.loads(line)["step"]
-             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
@@ -69,13 +84,16 @@ def test_demo_train_config_points_at_the_extracted_faces(tmp_path):
     assert config.arch.model_capacity == "lite" and config.schedule == "colab_demo"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"iterations": 0}, "iterations must be >= 1"),
-    ({"every": 0}, "every must be >= 1"),
-    ({"max_frames": 0}, "max_frames must be >= 1"),
-    ({"preset": "huge"}, "preset must be one of"),
-    ({"output_type": "quad"}, "output_type must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"iterations": 0}, "iterations must be >= 1"),
+        ({"every": 0}, "every must be >= 1"),
+        ({"max_frames": 0}, "max_frames must be >= 1"),
+        ({"preset": "huge"}, "preset must be one of"),
+        ({"output_type": "quad"}, "output_type must be one of"),
+    ],
+)
 def test_run_demo_rejects_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run_demo(tmp_path / "demo", **kwargs)

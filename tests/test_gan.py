@@ -1,4 +1,4 @@
-"""FaceSwapGAN: training on real crops, swap API, save / load / mismatch, atomic writes."""
+"""FaceSwapGAN: training on real crops, swap API, save/load/mismatch, atomic writes."""
 
 import json
 
@@ -21,7 +21,7 @@ TINY = PRESETS["tiny"]
 
 @pytest.fixture(scope="module")
 def trained(faces_a, faces_b):
-    """A tiny model trained 40 steps on the real crops; returns (model, per-step logs)."""
+    """A tiny model trained 40 steps on the real crops -> (model, per-step logs)."""
     model = FaceSwapGAN(TINY, LossConfig(), seed=1)
     model.compile()
     data = tf.data.Dataset.zip(

@@ -18,7 +18,7 @@ from faceswap_gan.layers import (
 
 
 def assert_layer_contract(cls, kwargs, input_shape, expected_output_shape):
-    """get_config -> from_config (JSON) equality, symbolic and eager shapes, serialisation."""
+    """get_config -> from_config (JSON), symbolic and eager shapes, serialisation."""
     layer = cls(**kwargs)
     config = json.loads(json.dumps(layer.get_config()))
     assert cls.from_config(config).get_config() == layer.get_config()
@@ -46,7 +46,7 @@ def test_pixel_shuffle_equals_depth_to_space():
 
 
 def test_icnr_conv_plus_shuffle_is_nearest_upsampling():
-    """With an ICNR kernel and zero bias, conv + shuffle == nearest upsampling of a conv."""
+    """ICNR kernel, zero bias: conv + shuffle == nearest upsampling of a conv."""
     kernel = keras.ops.convert_to_numpy(ICNR(scale=2, seed=3)((3, 3, 4, 8 * 4)))
     x = np.random.default_rng(2).normal(size=(1, 6, 6, 4)).astype("float32")
     conv = tf.nn.conv2d(x, kernel, 1, "SAME")

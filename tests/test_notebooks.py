@@ -36,8 +36,11 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 
 def _parameters_index(nb) -> int:
-    tagged = [i for i, cell in enumerate(nb.cells)
-              if "parameters" in cell.metadata.get("tags", [])]
+    tagged = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if "parameters" in cell.metadata.get("tags", [])
+    ]
     assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
     return tagged[0]
 
@@ -57,27 +60,43 @@ def execute(name: str, cwd: Path, **overrides) -> nbformat.NotebookNode:
     """Runs notebook `name` in `cwd` with `overrides` assigned after its parameters."""
     nb = _read(name)
     index = _parameters_index(nb)
-    known = {t.id for t in ast.walk(ast.parse(nb.cells[index].source))
-             if isinstance(t, ast.Name)}
+    known = {
+        t.id
+        for t in ast.walk(ast.parse(nb.cells[index].source))
+        if isinstance(t, ast.Name)
+    }
     unknown = set(overrides) - known
     assert not unknown, f"not parameters of {name}: {unknown}"
     cell = nbformat.v4.new_code_cell(
-        "\n".join(f"{key} = {value!r}" for key, value in overrides.items()))
+        "\n".join(f"{key} = {value!r}" for key, value in overrides.items())
+    )
     cell.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(index + 1, cell)
     # The kernel is this interpreter: its folder goes first on PATH for `python`.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    client = NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}})
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
+    client = NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+    )
     client.execute(env=env)
     return nb
 
 
 def _outputs(nb, mime: str) -> list:
     """Display outputs of all code cells that carry `mime` data."""
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if o.output_type in ("display_data", "execute_result") and mime in o.data]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type in ("display_data", "execute_result") and mime in o.data
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,18 +122,25 @@ def test_code_cells_define_no_functions_or_classes(name):
 
 
 def test_faceswap_gan_does_not_import_converter():
-    code = ("import faceswap_gan.training, faceswap_gan.faces.extract, "
-            "faceswap_gan.demo, faceswap_gan.cli; import sys; "
-            "assert 'converter' not in sys.modules, 'faceswap_gan imported converter'")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                            text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    code = (
+        "import faceswap_gan.training, faceswap_gan.faces.extract, "
+        "faceswap_gan.demo, faceswap_gan.cli; import sys; "
+        "assert 'converter' not in sys.modules, 'faceswap_gan imported converter'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_extraction_notebook(tmp_path):
-    nb = execute("video_face_detection_alignment", tmp_path, OUTPUT_DIR="faceA",
-                 EVERY=45, SHOW=3)  # frames 0, 45, 90, 135 of person_a.mp4
+    nb = execute(
+        "video_face_detection_alignment", tmp_path, OUTPUT_DIR="faceA", EVERY=45, SHOW=3
+    )  # frames 0, 45, 90, 135 of person_a.mp4
     faces = tmp_path / "faceA" / "faces"
     names = sorted(p.name for p in list_images(faces / "aligned_faces"))
     assert names == sorted(f"frame{i}face0.jpg" for i in (0, 45, 90, 135))
@@ -126,8 +152,13 @@ def test_extraction_notebook(tmp_path):
 
 @pytest.mark.slow
 def test_masks_notebook(tmp_path):
-    nb = execute("prep_binary_masks", tmp_path, FACES_DIR=str(FACES / "a"),
-                 OUTPUT_DIR="masks", SHOW=3)
+    nb = execute(
+        "prep_binary_masks",
+        tmp_path,
+        FACES_DIR=str(FACES / "a"),
+        OUTPUT_DIR="masks",
+        SHOW=3,
+    )
     faces = list_images(FACES / "a")
     masks = list_images(tmp_path / "masks")
     assert [p.name for p in masks] == [p.name for p in faces]
@@ -141,10 +172,21 @@ def test_masks_notebook(tmp_path):
 def trained_run(tmp_path_factory):
     """(notebook, run folder) of the training notebook at the tiny preset's size."""
     cwd = tmp_path_factory.mktemp("train_notebook")
-    nb = execute("faceswap_train", cwd, FACES_A=str(FACES / "a"),
-                 FACES_B=str(FACES / "b"), MASKS_A=None, MASKS_B=None, RUN_DIR="run",
-                 LATENT_DIM=128, TOTAL_ITERS=4, BATCH_SIZE=2, DISPLAY_ITERS=2,
-                 BACKUP_ITERS=0, SCHEDULE="constant")
+    nb = execute(
+        "faceswap_train",
+        cwd,
+        FACES_A=str(FACES / "a"),
+        FACES_B=str(FACES / "b"),
+        MASKS_A=None,
+        MASKS_B=None,
+        RUN_DIR="run",
+        LATENT_DIM=128,
+        TOTAL_ITERS=4,
+        BATCH_SIZE=2,
+        DISPLAY_ITERS=2,
+        BACKUP_ITERS=0,
+        SCHEDULE="constant",
+    )
     return nb, cwd / "run"
 
 
@@ -163,8 +205,14 @@ def test_training_notebook(trained_run):
 @pytest.mark.slow
 def test_conversion_notebook(trained_run, tmp_path):
     _, run_dir = trained_run
-    nb = execute("faceswap_video_conversion", tmp_path, MODEL=str(run_dir),
-                 OUTPUT_VIDEO="out.mp4", MAX_FRAMES=6, SHOW_FRAMES=2)
+    nb = execute(
+        "faceswap_video_conversion",
+        tmp_path,
+        MODEL=str(run_dir),
+        OUTPUT_VIDEO="out.mp4",
+        MAX_FRAMES=6,
+        SHOW_FRAMES=2,
+    )
     with av.open(str(tmp_path / "out.mp4")) as container:
         video = container.streams.video[0]
         assert video.codec_context.name == "h264" and container.streams.audio
@@ -177,8 +225,15 @@ def test_conversion_notebook(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_demo_notebook(tmp_path):
-    execute("faceswap_demo", tmp_path, OUTPUT_DIR="demo", ITERATIONS=2, EVERY=60,
-            PRESET="tiny", MAX_FRAMES=4)
+    execute(
+        "faceswap_demo",
+        tmp_path,
+        OUTPUT_DIR="demo",
+        ITERATIONS=2,
+        EVERY=60,
+        PRESET="tiny",
+        MAX_FRAMES=4,
+    )
     demo = tmp_path / "demo"
     for side in "ab":
         assert len(list_images(demo / f"faces_{side}" / "faces" / "aligned_faces")) == 3

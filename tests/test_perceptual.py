@@ -100,8 +100,10 @@ def _instance_norm(feature):
 
 def test_face_api_features_closer_for_the_same_person(models, faces_a, faces_b):
     """Real crops: same person (frames ~8 s apart) vs. the other person, per scale."""
-    faces = [np.stack([to_model_range(read_image(p)) for p in list_images(folder)])
-             for folder in (faces_a, faces_b)]
+    faces = [
+        np.stack([to_model_range(read_image(p)) for p in list_images(folder)])
+        for folder in (faces_a, faces_b)
+    ]
     features = [models[("face_api", False)].predict(f, verbose=0) for f in faces]
     pairs = range(8)  # crop i vs. crop i + 8 of the same person; crop i of A vs. of B
     for scale in range(4):

@@ -1,4 +1,4 @@
-"""Training runs on the real crops: run folder, loss falls, exact resume after SIGKILL."""
+"""Training on the real crops: run folder, loss falls, exact resume after SIGKILL."""
 
 import json
 import os

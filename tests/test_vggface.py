@@ -11,8 +11,12 @@ from faceswap_gan import vggface
 
 # keras-vggface RESNET50 (keras_vggface/models.py), written out independently of the
 # module: (stage, blocks, (filters1, filters2, filters3)); block 1 has the projection.
-STAGES = [(2, 3, (64, 64, 256)), (3, 4, (128, 128, 512)), (4, 6, (256, 256, 1024)),
-          (5, 3, (512, 512, 2048))]
+STAGES = [
+    (2, 3, (64, 64, 256)),
+    (3, 4, (128, 128, 512)),
+    (4, 6, (256, 256, 1024)),
+    (5, 3, (512, 512, 2048)),
+]
 
 
 def reference_conv_layers():
@@ -21,9 +25,11 @@ def reference_conv_layers():
     for stage, blocks, (f1, f2, f3) in STAGES:
         for block in range(1, blocks + 1):
             name = f"conv{stage}_{block}"
-            layers += [(f"{name}_1x1_reduce", (1, 1, channels, f1)),
-                       (f"{name}_3x3", (3, 3, f1, f2)),
-                       (f"{name}_1x1_increase", (1, 1, f2, f3))]
+            layers += [
+                (f"{name}_1x1_reduce", (1, 1, channels, f1)),
+                (f"{name}_3x3", (3, 3, f1, f2)),
+                (f"{name}_1x1_increase", (1, 1, f2, f3)),
+            ]
             if block == 1:
                 layers.append((f"{name}_1x1_proj", (1, 1, channels, f3)))
             channels = f3
@@ -50,8 +56,9 @@ def write_keras2_weights(path, weights):
     weightless = ["input_1", "activation_1", "max_pooling2d_1", "add_1", "avg_pool"]
     with h5py.File(path, "w") as file:
         # Keras 2 stores name lists as np.asarray(list of bytes): fixed-length "S".
-        file.attrs["layer_names"] = np.asarray([n.encode() for n in [*weightless,
-                                                                     *weights]])
+        file.attrs["layer_names"] = np.asarray(
+            [n.encode() for n in [*weightless, *weights]]
+        )
         file.attrs["backend"] = b"tensorflow"
         file.attrs["keras_version"] = b"2.2.4"
         for name in weightless:
@@ -123,8 +130,11 @@ def test_layer_order_matches_keras_vggface_indices():
     assert len(model.layers) == 174  # input + 173 layers, as in keras-vggface
     names = [layer.name for layer in model.layers]
     assert names[1] == "conv1_7x7_s2"  # 112x112, after the conv (before BN)
-    assert (names[15], names[35], names[36]) == ("conv2_1_add", "conv2_3_add",
-                                                 "conv2_3_relu")
+    assert (names[15], names[35], names[36]) == (
+        "conv2_1_add",
+        "conv2_3_add",
+        "conv2_3_relu",
+    )
     assert (names[77], names[78]) == ("conv3_4_add", "conv3_4_relu")
     assert names[-3:] == ["conv5_3_add", "conv5_3_relu", "avg_pool"]
 
@@ -180,7 +190,10 @@ def test_bad_weights_argument(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="layer_names"):
         vggface.build_vggface_resnet50(weights=not_keras)
     # An unreachable address stands in for the (offline) release URL.
-    monkeypatch.setattr(vggface, "VGGFACE_WEIGHTS_URL",
-                        "http://127.0.0.1:9/faceswap_gan_test_unreachable.h5")
+    monkeypatch.setattr(
+        vggface,
+        "VGGFACE_WEIGHTS_URL",
+        "http://127.0.0.1:9/faceswap_gan_test_unreachable.h5",
+    )
     with pytest.raises(RuntimeError, match="pass its path"):
         vggface.build_vggface_resnet50(weights="vggface")

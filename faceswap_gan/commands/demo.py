@@ -32,20 +32,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--output", default="demo_output",
-        help="demo folder, reused when run again (default demo_output)")
-    add("--iterations", type=int, default=DEFAULT_ITERATIONS,
+    add(
+        "--output",
+        default="demo_output",
+        help="demo folder, reused when run again (default demo_output)",
+    )
+    add(
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
         help=f"training iterations (default {DEFAULT_ITERATIONS}: minutes on a CPU, "
-        "the swap has barely started; 20000+ on a GPU for a good one)")
-    add("--every", type=int, default=2,
-        help="extract faces from every Nth frame of each clip (default 2)")
-    add("--max-frames", type=int, default=None,
-        help="use only the first N frames of each clip (default: all 180)")
-    add("--preset", choices=sorted(PRESETS), default="lite",
-        help="model preset (default lite; tiny for smoke tests)")
-    add("--output-type", choices=OUTPUT_TYPES, default="combined",
+        "the swap has barely started; 20000+ on a GPU for a good one)",
+    )
+    add(
+        "--every",
+        type=int,
+        default=2,
+        help="extract faces from every Nth frame of each clip (default 2)",
+    )
+    add(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="use only the first N frames of each clip (default: all 180)",
+    )
+    add(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="lite",
+        help="model preset (default lite; tiny for smoke tests)",
+    )
+    add(
+        "--output-type",
+        choices=OUTPUT_TYPES,
+        default="combined",
         help="video layout: single, combined (original | swap, default) or triple "
-        "(+ mask)")
+        "(+ mask)",
+    )
     add("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -59,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
     from faceswap_gan.demo import run_demo
 
     try:
-        result = run_demo(args.output, iterations=args.iterations, every=args.every,
-                          preset=args.preset, max_frames=args.max_frames,
-                          progress=not args.no_progress, output_type=args.output_type)
+        result = run_demo(
+            args.output,
+            iterations=args.iterations,
+            every=args.every,
+            preset=args.preset,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+            output_type=args.output_type,
+        )
     except USER_ERRORS as error:
         return fail("demo", error)
     return 0 if result.video.is_file() else 1

@@ -20,7 +20,7 @@ from faceswap_gan.config import (
 EXAMPLES = """examples:
   python -m faceswap_gan train --faces-a faceA --faces-b faceB --preset lite \\
       --iterations 20000 --run-dir runs/ab
-  python -m faceswap_gan train --run-dir runs/ab --faces-a faceA --faces-b faceB --resume
+  python -m faceswap_gan train --run-dir runs/ab --faces-a A --faces-b B --resume
   python -m faceswap_gan train --config my_run.json --iterations 500 --dry-run
 """
 
@@ -61,7 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "train",
         help="train a swap model on two folders of faces",
         description="Train faceswap-GAN v2.2 on faces of person A and B. Writes a run "
-        "folder (config.json, metrics.jsonl, loss.png, previews/, checkpoints/). Values "
+        "folder (config.json, metrics.jsonl, loss.png, previews/, checkpoints/). "
+        "Values "
         "come from --preset, then --config FILE (JSON of TrainConfig, any field), then "
         "the flags given.",
         epilog=EXAMPLES,

@@ -52,7 +52,8 @@ class ICNR(keras.initializers.Initializer):
     `RandomNormal(0, 0.02)` sub-kernel (no checkerboard artefacts).
 
     Kernel shape `(kh, kw, in, out)` with `out` divisible by `scale**2`; every group of
-    `scale**2` output channels that the shuffle spreads over one pixel block shares a kernel.
+    `scale**2` output channels that the shuffle spreads over one pixel block shares a
+    kernel.
 
     Args:
         scale: int. The PixelShuffle factor. Defaults to `2`.
@@ -81,7 +82,7 @@ class ICNR(keras.initializers.Initializer):
             dtype=dtype,
             seed=self.seed,
         )
-        # Channel (i*r + j)*C + c of the kernel equals sub-kernel channel c (depth_to_space order).
+        # Channel (i*r + j)*C + c equals sub-kernel channel c (depth_to_space order).
         return ops.concatenate([sub] * groups, axis=-1)
 
     def get_config(self):

@@ -10,7 +10,7 @@ class SelfAttention2D(keras.layers.Layer):
 
     f = Conv1x1(C/8)(x), g = Conv1x1(C/8)(x), h = Conv1x1(C)(x);
     s = g f^T (softmax over the last axis); o = s h; out = gamma * o + x,
-    with the learnable scalar `gamma` initialised to 0 (the block starts as the identity).
+    with the learnable scalar `gamma` initialised to 0 (the block starts as identity).
 
     Input shape `(batch, H, W, C)` -> output shape `(batch, H, W, C)`, `C >= squeeze`.
 

@@ -56,7 +56,7 @@ def conv_block(x, filters, norm, use_norm, name, strides=2):
 
 
 def conv_block_d(x, filters, norm, use_norm, name):
-    """Discriminator block: Conv4x4 s2 (no bias) -> LeakyReLU 0.2 -> [norm]; halves H, W."""
+    """Discriminator block: Conv4x4 s2 (no bias) -> LeakyReLU 0.2 -> [norm]; H/2."""
     x = conv2d(filters, 4, f"{name}_conv", strides=2, use_bias=False)(x)
     x = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
     return _norm(x, norm, use_norm, name)
@@ -88,7 +88,7 @@ def upscale_ps(x, filters, norm, use_norm, name):
 
 
 def upscale_nn(x, filters, norm, use_norm, name):
-    """Capacity "lite": nearest-neighbour x2 -> reflect pad 1 -> Conv3x3 (valid) -> [norm]
+    """Capacity "lite": nearest x2 -> reflect pad 1 -> Conv3x3 (valid) -> [norm]
     (no activation, as the original): (B, H, W, C) -> (B, 2H, 2W, filters)."""
     x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
     x = ReflectionPadding2D(1, name=f"{name}_pad")(x)

@@ -30,8 +30,8 @@ class FaceSwapGAN(keras.Model):
         loss: LossConfig. Loss options (the schedule can change use_PL, mask loss mode,
             m_mask and lr_factor later with `set_stage`, without retracing).
         loss_weights: LossWeights.
-        perceptual_model: keras.Model or None. Maps (B, R, R, 3) [-1, 1] to 4 feature maps
-            (`faceswap_gan.perceptual.build_perceptual_model`); needed when use_PL is on.
+        perceptual_model: keras.Model or None. Maps (B, R, R, 3) [-1, 1] to 4 feature
+            maps (`faceswap_gan.perceptual.build_perceptual_model`); needed for use_PL.
         seed: int. Seed of the mixup Beta draws.
 
     Differences from the original, on purpose: one generator step updates the shared
@@ -97,8 +97,8 @@ class FaceSwapGAN(keras.Model):
         self, g_optimizer=None, d_optimizer=None, mixed_precision=False, **kwargs
     ):
         """Adam (beta_1 0.5) with lrG 1e-4 and lrD 2e-4 times lr_factor (REFERENCE 1.2);
-        wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds both optimizers so
-        their state can be restored before the first step."""
+        wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds both optimizers
+        so their state can be restored before the first step."""
         super().compile(**kwargs)
         lr = self.loss_config.lr_factor
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-4 * lr, beta_1=0.5)
@@ -110,7 +110,7 @@ class FaceSwapGAN(keras.Model):
         self.d_optimizer.build(self.discriminator_variables)
 
     def set_stage(self, stage: Stage) -> None:
-        """Applies a schedule stage's loss switches and learning-rate factor (Adam state kept)."""
+        """Applies a stage's loss switches and learning-rate factor (Adam kept)."""
         self.use_pl.assign(float(stage.use_PL))
         self.use_hinge.assign(float(stage.use_mask_hinge_loss))
         self.m_mask.assign(float(stage.m_mask))
@@ -124,7 +124,7 @@ class FaceSwapGAN(keras.Model):
         self.decoder_B.set_weights(weights_a)
 
     def _generate(self, decoder, warped, training=True):
-        """-> (intermediate RGB list, alpha (B,R,R,1), rgb (B,R,R,3), fake (B,R,R,3))."""
+        """-> (intermediate RGBs, alpha (B,R,R,1), rgb (B,R,R,3), fake (B,R,R,3))."""
         outputs = decoder(self.encoder(warped, training=training), training=training)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         alpha, rgb = outputs[-1][..., :1], outputs[-1][..., 1:]
@@ -212,7 +212,7 @@ class FaceSwapGAN(keras.Model):
         optimizer.apply([g / replicas for g in grads], variables)
 
     def train_step(self, data):
-        """One D step then one G step on ((warped, target, eyes)_A, (warped, target, eyes)_B).
+        """One D step, then one G step, on ((warped, target, eyes) of A, the same of B).
 
         Returns every loss term by name: "d_a/total", "g_a/adversarial", ...
         """

@@ -60,11 +60,11 @@ def build_decoder(config: ArchConfig, name: str = "decoder_A") -> keras.Model:
 
     8x8 -> upscale 256/c (16) -> upscale 128/c (32) + SA -> upscale 64/c (64)
     -> res_block (never normalised) -> SA (or conv_block s1) -> [while < R: intermediate
-    RGB (tanh) at that size, upscale 64/c, conv_block s1] -> alpha (sigmoid) and RGB (tanh).
+    RGB (tanh) at that size, upscale 64/c, conv_block s1] -> alpha (sigmoid), RGB.
 
     Returns a model whose outputs are `[rgb_64, (rgb_128,)] + [alpha_rgb]`: the
     intermediate (B, s, s, 3) tanh images (none at R = 64), then the final
-    (B, R, R, 4) tensor, channel 0 the alpha mask in [0, 1], channels 1-3 RGB in [-1, 1].
+    (B, R, R, 4) tensor: channel 0 the alpha mask in [0, 1], 1-3 RGB in [-1, 1].
     The alpha conv is named f"{name}_alpha".
     """
     c, norm, use_norm = config.coef, config.norm, config.norm != "none"
@@ -100,7 +100,7 @@ def build_decoder(config: ArchConfig, name: str = "decoder_A") -> keras.Model:
 def build_discriminator(config: ArchConfig, name: str = "netDA") -> keras.Model:
     """Conditional PatchGAN: (B, R, R, 6) = concat[image, warped input] -> (B, 8, 8, 1).
 
-    conv_d 64 (no norm) -> 128 -> 256 + SA -> [conv_d 256 + SA while > 8x8] -> conv4x4 1.
+    conv_d 64 (no norm) -> 128 -> 256 + SA -> [conv_d 256 + SA while > 8x8] -> conv 1.
     Widths do not depend on model_capacity. Output is linear (LSGAN scores).
     """
     norm, use_norm = config.norm, config.norm != "none"
