@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceswap_gan.config import from_dict as config_from_dict
+
 
 class ColorCorrectionType(enum.Enum):
     """How the swapped face's colours are matched to the original face."""
@@ -196,13 +198,7 @@ class ConverterConfig:
         Raises:
             ValueError: an unknown key (the message lists known keys) or a bad value.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown ConverterConfig keys {unknown}; known keys: {sorted(known)}."
-            )
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def to_json(self, path: str | Path) -> None:
         """Writes `to_dict()` as indented JSON to `path`."""

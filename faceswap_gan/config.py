@@ -316,7 +316,15 @@ def from_json(cls, text_or_path: str | Path):
     text = str(text_or_path)
     if not text.lstrip().startswith("{"):
         text = Path(text_or_path).read_text()
-    data = json.loads(text)
+    return from_dict(cls, json.loads(text))
+
+
+def from_dict(cls, data: dict):
+    """Builds the config dataclass `cls` from a dict (missing keys take defaults).
+
+    Raises:
+        ValueError: unknown fields (listing them and the allowed ones) or bad values.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

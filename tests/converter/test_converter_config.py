@@ -158,7 +158,7 @@ def test_bad_values_raise_with_allowed_choices():
         ConverterConfig(image_shape=(96, 96, 3))
     with pytest.raises(ValueError, match="True or False"):
         ConverterConfig(watermark="yes")
-    with pytest.raises(ValueError, match="Unknown ConverterConfig keys"):
+    with pytest.raises(ValueError, match="Unknown ConverterConfig fields"):
         ConverterConfig.from_dict({"roi": 0.9})
 
 
