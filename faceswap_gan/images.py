@@ -27,6 +27,17 @@ def from_model_range(tensor: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(tensor) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
+def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
+    """Square resize of a stack: `(N, H, W[, C])` -> `(N, size, size[, C])`, same dtype
+    (INTER_AREA, the right filter for shrinking 256-px crops to the model size).
+    Returned unchanged when already at `size`."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack(
+        [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in images]
+    )
+
+
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     """Swaps the first and third channel of `(..., 3)` images (BGR <-> RGB)."""
     return np.ascontiguousarray(image[..., ::-1])

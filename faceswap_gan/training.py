@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 from faceswap_gan import checkpoints
 from faceswap_gan.config import SCHEDULES, TrainConfig, stage_at, to_dict, to_json
 from faceswap_gan.dataset import FaceSet, make_dataset
-from faceswap_gan.images import to_model_range
+from faceswap_gan.images import resize_faces, to_model_range
 from faceswap_gan.models.gan import FaceSwapGAN
 from faceswap_gan.previews import plot_losses, save_preview
 
@@ -58,14 +57,7 @@ def build_model(config: TrainConfig) -> FaceSwapGAN:
 
 def _at_model_size(images: np.ndarray, size: int) -> np.ndarray:
     """(N, 256, 256, 3) uint8 -> (N, size, size, 3) float32 in [-1, 1]."""
-    return to_model_range(
-        np.stack(
-            [
-                cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                for image in images
-            ]
-        )
-    )
+    return to_model_range(resize_faces(images, size))
 
 
 def held_out_count(n_faces: int) -> int:

@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from faceswap_gan.evaluation import faces as face_eval
 from faceswap_gan.evaluation import geometry, metrics
 from faceswap_gan.evaluation.report import REPORT_KEYS
-from faceswap_gan.images import list_images, read_image, to_model_range
+from faceswap_gan.images import list_images, read_image, resize_faces, to_model_range
 
 SAMPLES = Path(__file__).resolve().parents[1] / "faceswap_gan" / "data" / "samples"
 
@@ -208,9 +208,7 @@ def tiny_model():
 
 
 def test_evaluate_periodic_returns_the_four_figures(tiny_model, embedder, crops):
-    held_out = {
-        k: to_model_range(face_eval.resize_faces(v[:3], 64)) for k, v in crops.items()
-    }
+    held_out = {k: to_model_range(resize_faces(v[:3], 64)) for k, v in crops.items()}
     out = face_eval.evaluate_periodic(
         tiny_model, held_out["A"], held_out["B"], embedder
     )

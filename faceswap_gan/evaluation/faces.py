@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from faceswap_gan.evaluation import geometry, metrics
-from faceswap_gan.images import from_model_range, to_model_range
+from faceswap_gan.images import from_model_range, resize_faces, to_model_range
 
 SIDES = {"A": "B", "B": "A"}  # person -> the other person
 DIRECTIONS = {"A": "AtoB", "B": "BtoA"}  # person whose faces are swapped -> direction
@@ -37,15 +36,6 @@ class FaceData:
     eye_masks: np.ndarray | None
     names: list
     masks_from: str = "folder"
-
-
-def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
-    """`(N, H, W, 3)` uint8 (or `(N, H, W)` float masks) -> side `size` (INTER_AREA)."""
-    if images.shape[1:3] == (size, size):
-        return images
-    return np.stack(
-        [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in images]
-    )
 
 
 def load_faces(folder, size: int, mask_folder=None, max_faces=None) -> FaceData:
