@@ -1,4 +1,4 @@
-"""PNG figures of an evaluation report (matplotlib, Agg backend, no display)."""
+"""PNG figures of an evaluation report (matplotlib Figure objects; no pyplot)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(*args, **kwargs):
+    """A matplotlib Figure and its axes, without pyplot (a notebook's backend stays)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=kwargs.pop("figsize"))
+    return fig, fig.subplots(*args, **kwargs)
 
-    return plt
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def best_worst_grid(cases: dict, path: Path, k: int = 4) -> Path:
@@ -28,9 +33,8 @@ def best_worst_grid(cases: dict, path: Path, k: int = 4) -> Path:
     Returns:
         `path`.
     """
-    plt = _pyplot()
     columns = max(min(k, (len(m) + 1) // 2) for _, _, m in cases.values()) * 2
-    fig, axes = plt.subplots(
+    fig, axes = _figure(
         2 * len(cases),
         columns,
         squeeze=False,
@@ -70,16 +74,12 @@ def best_worst_grid(cases: dict, path: Path, k: int = 4) -> Path:
             ha="right",
             fontsize=8,
         )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def identity_plot(margins: dict, path: Path) -> Path:
     """Strip plot of identity margins: label -> (N,) array (swaps and real faces)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _figure(figsize=(6, 3.2))
     for i, values in enumerate(margins.values()):
         values = np.asarray(values, float)
         jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
@@ -89,19 +89,15 @@ def identity_plot(margins: dict, path: Path) -> Path:
     ax.set_xticks(range(len(margins)), list(margins), fontsize=8)
     ax.set_ylabel("cos(target) - cos(source)")
     ax.set_title("Identity margin (> 0: looks like the target person)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reconstruction_plot(reconstruction: dict, path: Path) -> Path:
     """Bars of mean PSNR per region (whole, alpha, eyes, composite) for A and B."""
-    plt = _pyplot()
     regions = [
         r for r in ("whole", "alpha", "eyes", "composite") if r in reconstruction["A"]
     ]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _figure(figsize=(6, 3.2))
     width = 0.38
     for j, person in enumerate(("A", "B")):
         values = [reconstruction[person][r]["psnr"] for r in regions]
@@ -116,16 +112,12 @@ def reconstruction_plot(reconstruction: dict, path: Path) -> Path:
     ax.set_ylabel("PSNR (dB)")
     ax.set_title("Reconstruction of held-out faces")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def track_plot(tracks: dict, path: Path) -> Path:
     """Box-centre x and y over frames, raw (MTCNN) vs smoothed (Kalman)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(7, 4.2))
+    fig, axes = _figure(2, 1, sharex=True, figsize=(7, 4.2))
     for label, boxes in tracks.items():
         track = np.array([[np.nan] * 4 if b is None else b for b in boxes], float)
         centres = (track[:, :2] + track[:, 2:]) / 2
@@ -135,7 +127,4 @@ def track_plot(tracks: dict, path: Path) -> Path:
     axes[0].legend()
     axes[1].set_xlabel("frame")
     axes[0].set_title("Face box centre: raw detections vs smoothed track")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
