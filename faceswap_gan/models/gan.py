@@ -19,6 +19,12 @@ DIRECTIONS = ("AtoB", "BtoA")
 NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
 
 
+def _as_list(outputs) -> list:
+    """Decoder outputs as a list: Keras returns a bare tensor for a one-output model
+    (R = 64, no intermediate RGB outputs)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
 class FaceSwapGAN(keras.Model):
     """faceswap-GAN v2.2 as one `keras.Model` (Keras 3 custom `train_step`).
 
@@ -125,8 +131,9 @@ class FaceSwapGAN(keras.Model):
 
     def _generate(self, decoder, warped, training=True):
         """-> (intermediate RGBs, alpha (B,R,R,1), rgb (B,R,R,3), fake (B,R,R,3))."""
-        outputs = decoder(self.encoder(warped, training=training), training=training)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = _as_list(
+            decoder(self.encoder(warped, training=training), training=training)
+        )
         alpha, rgb = outputs[-1][..., :1], outputs[-1][..., 1:]
         return outputs[:-1], alpha, rgb, losses.composite(alpha, rgb, warped)
 
@@ -274,8 +281,7 @@ class FaceSwapGAN(keras.Model):
         if decoder not in self._inference:
             net = self.decoder_A if decoder == "A" else self.decoder_B
             inputs = keras.Input(self.arch.image_shape)
-            outputs = net(self.encoder(inputs))
-            final = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
+            final = _as_list(net(self.encoder(inputs)))[-1]
             self._inference[decoder] = keras.Model(inputs, final)
         out = np.asarray(
             self._inference[decoder].predict_on_batch(faces), dtype=np.float32
