@@ -145,7 +145,10 @@ class ConverterConfig:
     """
 
     image_shape: tuple[int, int, int] = (64, 64, 3)  # (S, S, 3); S 64, 128 or 256.
-    use_smoothed_bbox: bool = True  # Smooth face boxes over time (per-face tracks).
+    # Smooth face boxes over time (per-face tracks). As in v2.2 only the box is
+    # smoothed (it sets the crop side and the paste-back region); faces are
+    # aligned on the detector's raw landmarks.
+    use_smoothed_bbox: bool = True
     use_kalman_filter: bool = True  # Kalman smoother; False: moving average.
     use_auto_downscaling: bool = False  # Downscale big frames before MTCNN.
     bbox_moving_avg_coef: float = 0.65  # [0, 1]: weight of the previous box (EMA).

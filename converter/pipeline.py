@@ -6,6 +6,24 @@ loop spelled out in `convert_frame`. Fixes over the original: one smoothing trac
 face, each face aligned with its own landmarks, faces kept for a few frames when the
 detector misses them, all faces of a frame in one generator batch, audio copied
 unchanged, output marked as synthetic (metadata tag and visible label).
+
+Smoothed box and landmarks. v2.2's `process_video` smooths the box (Kalman or EMA),
+crops the frame to it (`det_face_im = frame[smoothed box]`), takes the RAW MTCNN
+points in that crop's coordinates (`get_src_landmarks`: point minus the box's corner,
+so they stay on the same pixels), aligns the crop onto the average points scaled to
+the crop's size (`get_tar_landmarks`, `landmarks_match_mtcnn`: Umeyama + warpAffine
+with BORDER_REPLICATE, output the crop's size), swaps (the ROI by `roi_coverage` is cut
+from the aligned crop inside FaceTransformer), warps back into the crop and pastes it
+into the frame at the smoothed box. So the face is aligned on the raw landmarks, and
+the smoothed box only sets the crop (its size and the pixels the warp reads) and the
+region pasted back. Here, likewise, the alignment uses the tracker's raw landmarks
+(`FaceTracker`), the aligned crop's side comes from the smoothed boxes, and the
+swapped alpha is cut to the smoothed box (clipped to the frame) before paste-back.
+Differences: the warp reads the frame itself, so aligned pixels whose source lies
+outside the smoothed box are the real pixels rather than the box edge repeated
+(BORDER_REPLICATE of the cropped box); the landmarks are not truncated to ints; and
+all faces of a frame share one crop side (the largest smoothed box side, clipped to
+[model size, MAX_CROP_SIZE]) so they go through the generator as one batch.
 """
 
 from __future__ import annotations
@@ -17,6 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -26,6 +45,34 @@ from converter.smoothing import FaceTracker, KalmanBoxSmoother, MovingAverageBox
 from converter.transformer import FaceTransformer
 from converter.video import VideoReader, VideoWriter
 from faceswap_gan.faces.alignment import align, transform_points
+
+
+def box_mask_in_crop(
+    box: np.ndarray, matrix: np.ndarray, size: int, frame_shape: tuple[int, ...]
+) -> np.ndarray:
+    """Which pixels of an aligned crop come from inside a frame box.
+
+    Args:
+        box: `(4,)` float `[x0, y0, x1, y1]` frame pixels (clipped here to the frame).
+        matrix: `(2, 3)` frame -> crop matrix (`faces.alignment.align`).
+        size: side of the aligned crop in pixels.
+        frame_shape: `(H, W, ...)` of the frame.
+
+    Returns:
+        `(size, size)` float32, 1 where the crop pixel's source (its centre mapped back
+        with the inverse of `matrix`) rounds to a frame pixel inside the box, else 0.
+    """
+    height, width = frame_shape[:2]
+    x0, y0 = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
+    x1, y1 = min(float(box[2]), float(width)), min(float(box[3]), float(height))
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))  # crop->frame
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)  # (S, S) crop pixel centres
+    src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    inside = (src_x >= x0 - 0.5) & (src_x < x1 - 0.5)
+    inside &= (src_y >= y0 - 0.5) & (src_y < y1 - 0.5)
+    return inside.astype(np.float32)
+
 
 MAX_CROP_SIZE = 512  # Largest aligned crop side in pixels (bigger faces are shrunk).
 STEPS = (
@@ -157,14 +204,19 @@ class VideoConverter:
         tic = self._tick("smooth", tic)
         result, frame_alpha = frame, np.zeros(frame.shape[:2], np.float32)
         if tracked:
-            # 3. Align each face with its own landmarks, all to one crop size.
+            # 3. Align each face on its own raw landmarks (v2.2); crop side from the
+            #    smoothed boxes, all faces to one size.
             crops, matrices, part_masks = self._align(frame, tracked)
             tic = self._tick("align", tic)
             # 4. Transform: ROI -> generator (one batch) -> colour -> feathered alpha.
             _, alphas, raws = self.transformer.transform(crops, part_masks)
             tic = time.perf_counter()
-            # 5. Unalign and blend each face back into the frame.
-            for raw, alpha, matrix in zip(raws, alphas, matrices):
+            # 5. Cut each alpha to its smoothed box (v2.2 pasted the swapped crop back
+            #    into the smoothed box only), unalign and blend it into the frame.
+            for face, raw, alpha, matrix in zip(tracked, raws, alphas, matrices):
+                alpha = alpha * box_mask_in_crop(
+                    face.box, matrix, alpha.shape[0], frame.shape
+                )
                 result, face_alpha = blending.paste_back(result, raw, alpha, matrix)
                 frame_alpha = np.maximum(frame_alpha, face_alpha)
             tic = self._tick("blend", tic)
@@ -181,7 +233,12 @@ class VideoConverter:
         return output, tracked
 
     def _align(self, frame, tracked):
-        """Aligned crops `(N, S, S, 3)`, matrices, part masks `(N, S, S)` or None."""
+        """Aligned crops `(N, S, S, 3)`, matrices, part masks `(N, S, S)` or None.
+
+        Each face is aligned on `TrackedFace.landmarks5` (the raw detected points);
+        the smoothed boxes set only the side S (the largest box side, clipped to
+        [model size, MAX_CROP_SIZE]) and the 68-point landmark search region.
+        """
         sides = [max(t.box[2] - t.box[0], t.box[3] - t.box[1]) for t in tracked]
         size = int(np.clip(round(max(sides)), self.model.image_size, MAX_CROP_SIZE))
         crops, matrices = zip(*(align(frame, t.landmarks5, size) for t in tracked))

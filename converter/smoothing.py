@@ -6,6 +6,14 @@ box; `predict()` returns a box for a frame where the face was not detected.
 `FaceTracker` keeps one smoother per face and matches detections to tracks by box
 overlap, which fixes the original's single track shared by all faces (REFERENCE 1.10
 item 6).
+
+Only the box is smoothed. As in faceswap-GAN v2.2 (`converter/video_converter.py`,
+`converter/landmarks_alignment.py`), the five landmarks of a detected face are MTCNN's
+raw points: v2.2 crops the frame to the smoothed box, expresses the raw points in that
+crop's coordinates (`get_src_landmarks` subtracts the box's top-left corner: a change
+of origin, the points stay on the same frame pixels) and aligns on them, so the smoothed
+box sets only the crop (and hence the aligned crop's size) and the paste-back region,
+never where the face is aligned. `converter.pipeline` does the same.
 """
 
 from __future__ import annotations
@@ -144,9 +152,9 @@ class TrackedFace(NamedTuple):
         int  # Stable id of the face across frames (0, 1, ... in order of appearance).
     )
     box: np.ndarray  # (4,) float [x0, y0, x1, y1] smoothed box, frame pixels.
-    landmarks5: (
-        np.ndarray
-    )  # (5, 2) float32 (x, y), moved with the box (see FaceTracker).
+    # (5, 2) float32 (x, y) frame pixels: the detector's raw points when `detected`;
+    # when not, the last raw points moved with the predicted box (see FaceTracker).
+    landmarks5: np.ndarray
     detected: bool  # False: the detector missed this face; box and landmarks predicted.
 
 
@@ -161,32 +169,43 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def _move_landmarks(landmarks: np.ndarray, source: np.ndarray, target: np.ndarray):
-    """Maps points by the translation + scale taking box `source` to box `target`."""
+def move_landmarks(
+    landmarks: np.ndarray, source: np.ndarray, target: np.ndarray
+) -> np.ndarray:
+    """Maps `(N, 2)` (x, y) points by the translation + scale taking box `source` to
+    box `target` (each `[x0, y0, x1, y1]`); returns float32."""
+    source, target = np.asarray(source, float), np.asarray(target, float)
     scale = (target[2:] - target[:2]) / np.maximum(source[2:] - source[:2], 1e-6)
-    return ((landmarks - source[:2]) * scale + target[:2]).astype(np.float32)
+    return ((np.asarray(landmarks) - source[:2]) * scale + target[:2]).astype(
+        np.float32
+    )
 
 
 class _Track:
     def __init__(self, track_id: int, smoother, face) -> None:
         self.track_id, self.smoother, self.missed = track_id, smoother, 0
-        self.raw_box = np.asarray(face.box, dtype=float)
-        self.raw_landmarks = np.asarray(face.landmarks5, dtype=np.float32)
-        self.box = smoother.update(self.raw_box)
+        self._detect(face)
 
-    def hit(self, face) -> TrackedFace:
+    def _detect(self, face) -> None:
         self.raw_box = np.asarray(face.box, dtype=float)
         self.raw_landmarks = np.asarray(face.landmarks5, dtype=np.float32)
         self.box, self.missed = self.smoother.update(self.raw_box), 0
-        return self.output(True)
+        self.detected_box = self.box.copy()  # Smoothed box of the last detection.
+
+    def hit(self, face) -> TrackedFace:
+        self._detect(face)
+        return self.output()
 
     def miss(self) -> TrackedFace:
         self.box, self.missed = self.smoother.predict(), self.missed + 1
-        return self.output(False)
+        return self.output()
 
-    def output(self, detected: bool) -> TrackedFace:
-        landmarks = _move_landmarks(self.raw_landmarks, self.raw_box, self.box)
-        return TrackedFace(self.track_id, self.box.copy(), landmarks, detected)
+    def output(self) -> TrackedFace:
+        if self.missed == 0:  # Detected: the detector's own points, unchanged.
+            landmarks = self.raw_landmarks.copy()
+        else:  # Missed: the last points follow the predicted box's motion.
+            landmarks = move_landmarks(self.raw_landmarks, self.detected_box, self.box)
+        return TrackedFace(self.track_id, self.box.copy(), landmarks, self.missed == 0)
 
 
 class FaceTracker:
@@ -197,10 +216,20 @@ class FaceTracker:
     last smoothed box; pairs below `iou_threshold` are not matched. Unmatched detections
     start new tracks. A track without a detection keeps a predicted box for up to
     `max_missed` frames (so the swap does not flicker back to the original face when the
-    detector misses a frame), then is dropped. The landmarks returned are the last
-    detected 5 points moved by the translation and scale from the raw detected box to
-    the smoothed box, so the alignment follows the smoothed box, as in the original,
-    where the alignment target was scaled to the smoothed crop.
+    detector misses a frame), then is dropped.
+
+    Landmarks: on a frame where the face is detected, `TrackedFace.landmarks5` are the
+    detector's raw 5 points, not moved with the smoothed box: faceswap-GAN v2.2 aligns
+    on the raw MTCNN points (see the module docstring), and moving them by the box's
+    smoothing correction measured less steady on the bundled clip: MTCNN's box
+    shakes more than its points' centroid (mean |second difference| x 2.9 vs 1.7 px,
+    y 2.6 vs 1.3 px on person_a.mp4) and only partly with them (correlation 0.5),
+    so the correction adds
+    more shake than it removes (`benchmarks/alignment_stability.py`: the face moves
+    1.24-1.32x more in the aligned crop). On a frame where it is missed (v2.2 had no
+    such frames: it left them unswapped), the last raw points are moved by the
+    translation and scale from the smoothed box of that last detection to the
+    predicted box.
 
     Args:
         smoother_factory: callable () -> smoother with `update(box)` and `predict()`,
@@ -253,7 +282,7 @@ class FaceTracker:
                 track = _Track(self._next_id, self.smoother_factory(), face)
                 self._next_id += 1
                 kept.append(track)
-                out.append(track.output(True))
+                out.append(track.output())
         self.tracks = kept
         return sorted(out, key=lambda tracked: tracked.track_id)
 

@@ -63,7 +63,8 @@ class FaceTransformer:
         Args:
             aligned_crops: `(N, S, S, 3)` uint8 RGB, aligned with
                 `faceswap_gan.faces.alignment.align` (any S >= 8; resized for the
-                model).
+                model). `VideoConverter` aligns each face on its raw detected
+                landmarks, as v2.2; the ROI is cut from these aligned crops here.
             part_masks: `(N, S, S)` float32 [0, 1] masks of the chosen face parts in
                 crop pixels (`faces.masks.part_mask`); required unless segmentation
                 is ALL, ignored when it is ALL.

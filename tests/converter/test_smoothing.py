@@ -8,6 +8,7 @@ from converter.smoothing import (
     KalmanBoxSmoother,
     MovingAverageBoxSmoother,
     box_iou,
+    move_landmarks,
 )
 from faceswap_gan.faces.detection import Face
 
@@ -107,13 +108,52 @@ def test_missed_faces_keep_a_predicted_box_then_are_dropped():
     assert new.track_id == 1 and new.detected
 
 
-def test_landmarks_follow_the_smoothed_box():
-    tracker = FaceTracker(lambda: MovingAverageBoxSmoother(0.5))
+def test_detected_landmarks_are_the_raw_points_not_moved_with_the_box(
+    detector, clip_a, first_frames
+):
+    """v2.2 aligns on MTCNN's raw points; the smoothed box must not move them."""
+    moved_boxes = 0
+    for make in (lambda: KalmanBoxSmoother(1e-3), lambda: MovingAverageBoxSmoother()):
+        tracker = FaceTracker(make)
+        for frame in first_frames(clip_a, 20):
+            (face,) = detector.detect(frame)
+            (tracked,) = tracker.update([face])
+            assert tracked.detected
+            np.testing.assert_array_equal(tracked.landmarks5, face.landmarks5)
+            moved_boxes += np.abs(tracked.box - face.box).max() > 1.0
+    assert moved_boxes > 10  # The boxes were smoothed, the points were not.
+
+
+def test_missed_face_points_move_with_the_predicted_box(detector, clip_a, first_frames):
+    """Real face sliding right 6 px/frame, then missed: points follow the prediction."""
+    frame = first_frames(clip_a, 1)[0]
+    tracker = FaceTracker(lambda: KalmanBoxSmoother(1e-2))
+    for t in range(20):
+        canvas = np.zeros((480, 720, 3), np.uint8)
+        canvas[:, 6 * t : 6 * t + 480] = frame
+        (face,) = detector.detect(canvas)
+        (tracked,) = tracker.update([face])
+    np.testing.assert_array_equal(tracked.landmarks5, face.landmarks5)
+    (predicted,) = tracker.update([])
+    assert not predicted.detected
+    # The box keeps moving right (learnt velocity); the points move with it.
+    shift = (predicted.box - tracked.box)[[0, 2]].mean()
+    assert 3.0 < shift < 9.0
+    np.testing.assert_allclose(
+        predicted.landmarks5,
+        move_landmarks(face.landmarks5, tracked.box, predicted.box),
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        (predicted.landmarks5 - face.landmarks5)[:, 0], shift, atol=1.0
+    )
+
+
+def test_move_landmarks_maps_box_onto_box():
     points = np.array([[30, 30], [70, 30], [50, 50], [35, 70], [65, 70]], np.float32)
-    tracker.update([_face([0, 0, 100, 100], points)])
-    (face,) = tracker.update([_face([20, 0, 120, 100], points + [20, 0])])
-    np.testing.assert_allclose(face.box, [10, 0, 110, 100])
-    np.testing.assert_allclose(face.landmarks5, points + [10, 0], atol=1e-4)
+    moved = move_landmarks(points, [0, 0, 100, 100], [10, 20, 60, 70])
+    np.testing.assert_allclose(moved, points / 2 + [10, 20])
+    assert moved.dtype == np.float32
 
 
 def test_box_iou_reference_values():
