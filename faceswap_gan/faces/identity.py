@@ -21,6 +21,12 @@ ranges (same up to 0.58, different from 0.54). Aligned 64-256 px crops of other 
 of the same videos were on average 0.26-0.44 from the same person's test crops and
 0.65-0.75 from the other person's.
 
+This is the `"face_api"` identity backend. The perceptual loss of training uses the
+same network, so identity scored with it is biased towards swaps optimised against it;
+evaluation therefore defaults to the independent `"mobilefacenet"` backend
+(`faceswap_gan.faces.mobilefacenet`). `build_identity_embedder` builds either;
+`refined_landmarks` is the two-pass landmark search both use.
+
 Reference:
     - D. King, dlib `dlib_face_recognition_resnet_model_v1` and
       `get_face_chip_details` (dlib/image_transforms/interpolation.h; Boost licence).
@@ -106,7 +112,8 @@ class FaceEmbedder:
 
     Expects crops holding one whole, roughly frontal face (aligned or not, any size
     from about 64 px): it finds 68 landmarks, warps a dlib face chip and runs the
-    recognition net (see the module docstring).
+    recognition net (see the module docstring). Training's perceptual loss uses the
+    same net, so its identity scores of swaps are biased; see `build_identity_embedder`.
 
     Args:
         weights_dir: str | Path | None. Folder with face-api's weights; `None` for the
@@ -116,22 +123,19 @@ class FaceEmbedder:
         FileNotFoundError: the weights are missing.
     """
 
+    backend = "face_api"  # Its name in `IDENTITY_BACKENDS`.
+
     def __init__(self, weights_dir: str | Path | None = None):
         self.model = load_recognition_model(weights_dir)
         self.landmarks = LandmarkDetector("face_api")
 
     def chips(self, faces: np.ndarray) -> np.ndarray:
         """dlib chips of `(N, H, W, 3)` uint8 RGB crops -> `(N, 150, 150, 3)` uint8."""
-        faces = _check_faces(faces)
-        points = self.landmarks.detect_batch(faces)  # (N, 68, 2), whole crop as box
-        low, high = points.min(axis=1), points.max(axis=1)  # (N, 2)
-        half = (high - low).max(axis=1, keepdims=True) * REFINE_BOX_SCALE / 2  # (N, 1)
-        centre = (low + high) / 2  # (N, 2)
-        boxes = np.concatenate([centre - half, centre + half], axis=1)  # (N, 4)
-        points = self.landmarks.detect_batch(faces, boxes)  # (N, 68, 2)
-        return np.stack(
-            [face_chip(face, p) for face, p in zip(faces, points, strict=True)]
-        )
+        faces = check_faces(faces)
+        points = refined_landmarks(self.landmarks, faces)  # (N, 68, 2)
+        size = RECOGNITION_INPUT_SIZE
+        chips = [face_chip(face, p) for face, p in zip(faces, points, strict=True)]
+        return np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """Embeddings of ready dlib chips `(N, 150, 150, 3)` uint8/float RGB 0..255.
@@ -162,7 +166,39 @@ class FaceEmbedder:
         return self.embed_chips(self.chips(faces))
 
 
-def _check_faces(faces) -> np.ndarray:
+def refined_landmarks(detector, faces: np.ndarray) -> np.ndarray:
+    """68 landmarks of one face per crop, in two passes.
+
+    The landmark net was trained on detector boxes, which are tighter than most
+    crops: the whole crop is the box first, then a square box of `REFINE_BOX_SCALE`
+    (1.1) times the side of the found points' bounding box, on their centre.
+
+    Args:
+        detector: `faceswap_gan.faces.landmarks.LandmarkDetector`.
+        faces: `(N, H, W, 3)` uint8 RGB crops (N may be 0).
+
+    Returns:
+        `(N, 68, 2)` float32 (x, y) pixels in the crops.
+
+    Raises:
+        ValueError: as `LandmarkDetector.detect_batch` (bad images).
+    """
+    if len(faces) == 0:
+        return np.zeros((0, 68, 2), np.float32)
+    points = detector.detect_batch(faces)  # (N, 68, 2), whole crop as box
+    low, high = points.min(axis=1), points.max(axis=1)  # (N, 2)
+    half = (high - low).max(axis=1, keepdims=True) * REFINE_BOX_SCALE / 2  # (N, 1)
+    centre = (low + high) / 2  # (N, 2)
+    boxes = np.concatenate([centre - half, centre + half], axis=1)  # (N, 4)
+    return detector.detect_batch(faces, boxes)  # (N, 68, 2)
+
+
+def check_faces(faces) -> np.ndarray:
+    """`faces` as an `(N, H, W, 3)` uint8 array (a single `(H, W, 3)` becomes N = 1).
+
+    Raises:
+        ValueError: not uint8, or not `(N, H, W, 3)` / `(H, W, 3)`.
+    """
     faces = np.asarray(faces)
     if faces.ndim == 3:
         faces = faces[None]
@@ -198,3 +234,43 @@ def same_person(a: np.ndarray, b: np.ndarray, threshold: float = 0.6) -> bool:
             "embedding_distance for batches."
         )
     return distance < threshold
+
+
+IDENTITY_BACKENDS = ("mobilefacenet", "face_api")
+
+
+def build_identity_embedder(backend: str = "mobilefacenet", weights_dir=None):
+    """The identity embedder of `backend`, for scoring swaps.
+
+    Both embedders share one interface (`chips`, `embed_chips`, `embed` of
+    `(N, H, W, 3)` uint8 RGB crops, and a `landmarks` detector) and are compared by
+    cosine similarity (`faceswap_gan.evaluation.metrics.cosine_similarity`).
+
+    - `"mobilefacenet"` (default): `faceswap_gan.faces.mobilefacenet.
+      MobileFaceNetEmbedder`, 192-d, unit norm. Independent of training.
+    - `"face_api"`: `FaceEmbedder` (dlib's ResNet), 128-d. This project's perceptual
+      loss uses the same network, so it scores a swap with the network the generator
+      was optimised against: a biased (optimistic) identity score, kept for
+      comparison with earlier reports.
+
+    Args:
+        backend: str. One of `IDENTITY_BACKENDS`.
+        weights_dir: str | Path | None. The backend's weights folder; `None` for the
+            vendored copies.
+
+    Returns:
+        MobileFaceNetEmbedder | FaceEmbedder.
+
+    Raises:
+        ValueError: unknown backend (names the allowed values).
+        FileNotFoundError: the weights are missing.
+    """
+    if backend == "mobilefacenet":
+        from faceswap_gan.faces.mobilefacenet import MobileFaceNetEmbedder
+
+        return MobileFaceNetEmbedder(weights_dir)
+    if backend == "face_api":
+        return FaceEmbedder(weights_dir)
+    raise ValueError(
+        f"Unknown identity backend {backend!r}; expected one of {IDENTITY_BACKENDS}."
+    )
