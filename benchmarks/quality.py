@@ -12,6 +12,9 @@ Method:
 4. Evaluate the trained model and, as a baseline, the same architecture untrained,
    with `faceswap_gan.evaluation.evaluate` on the held-out faces (and, for the trained
    model, `--frames` frames of person_a.mp4 converted A->B for video stability).
+   Identity is scored with `--identity-backend` (default mobilefacenet, which
+   training never sees; face_api is the perceptual loss's own network, so its
+   margins of the trained swaps are biased upwards).
 5. Print the figures and the trained/untrained differences; the reports (JSON,
    Markdown, plots) stay under `--work`.
 
@@ -22,6 +25,7 @@ few hundred iterations is far from a usable swap (the original trains 40k).
 Usage:
     python benchmarks/quality.py                       # 200 iterations
     python benchmarks/quality.py --iterations 50 --frames 30 --work /tmp/quality
+    python benchmarks/quality.py --identity-backend face_api   # the biased scorer
 """
 
 from __future__ import annotations
@@ -97,6 +101,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="work folder (faces, run, reports); default: a temp dir",
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument(
+        "--identity-backend",
+        choices=("mobilefacenet", "face_api"),
+        default="mobilefacenet",
+        help="identity embedder (face_api is the perceptual loss's net: biased)",
+    )
     return parser.parse_args(argv)
 
 
@@ -126,7 +136,7 @@ def train_and_evaluate(args, work: Path, folders: dict) -> tuple[dict, dict]:
     from faceswap_gan.checkpoints import save_checkpoint
     from faceswap_gan.config import TrainConfig
     from faceswap_gan.evaluation import evaluate
-    from faceswap_gan.faces.identity import FaceEmbedder
+    from faceswap_gan.faces.identity import build_identity_embedder
     from faceswap_gan.models.gan import FaceSwapGAN
     from faceswap_gan.training import train
 
@@ -161,7 +171,7 @@ def train_and_evaluate(args, work: Path, folders: dict) -> tuple[dict, dict]:
         masks_a=fa[("held_out", "masks")],
         masks_b=fb[("held_out", "masks")],
     )
-    embedder = FaceEmbedder()
+    embedder = build_identity_embedder(args.identity_backend)
     trained = evaluate(
         run_dir,
         output_dir=work / "eval_trained",

@@ -3,10 +3,14 @@
 Measures, on held-out faces of both people resized to the model size: reconstruction
 (A->A, B->B: L1, PSNR, SSIM on the whole crop, inside the alpha mask and the eye
 masks), identity (cosine margin of swaps towards the target person's centroid and
-top-1 retrieval, 128-d face embedding), attribute preservation (68-point landmark
-error normalised by eye distance, head-pose difference) and, with --video, the box
-jitter (raw vs Kalman) and crop flicker of a converted clip. Writes report.json,
-report.md and PNG plots (including the best and worst swaps) to --output.
+top-1 retrieval), attribute preservation (68-point landmark error normalised by eye
+distance, head-pose difference) and, with --video, the box jitter (raw vs Kalman) and
+crop flicker of a converted clip. Writes report.json, report.md and PNG plots
+(including the best and worst swaps) to --output.
+
+Identity embedder (--identity-backend): mobilefacenet (default) is an ArcFace-type
+MobileFaceNet that training never sees; face_api is dlib's ResNet, the network of the
+perceptual loss, so its identity scores of swaps are biased upwards.
 
 Use faces the model was not trained on (e.g. hold out 10% of each extract).
 
@@ -26,6 +30,10 @@ import argparse
 import sys
 
 from faceswap_gan.commands import USER_ERRORS, fail
+
+# As faceswap_gan.faces.identity.IDENTITY_BACKENDS (not imported here: that loads
+# TensorFlow before the arguments are parsed; a test checks they agree).
+IDENTITY_BACKENDS = ("mobilefacenet", "face_api")
 
 
 def _positive(text: str) -> int:
@@ -80,6 +88,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="use at most the first N faces per person (default all)",
     )
     parser.add_argument(
+        "--identity-backend",
+        choices=IDENTITY_BACKENDS,
+        default="mobilefacenet",
+        help="identity embedder (default mobilefacenet: independent of training; "
+        "face_api shares its network with the perceptual loss, so it is biased)",
+    )
+    parser.add_argument(
         "--output",
         required=True,
         help="folder for report.json, report.md and the plots",
@@ -113,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_faces,
             args.max_frames,
             progress=True,
+            identity_backend=args.identity_backend,
         )
     except USER_ERRORS as error:
         return fail("evaluate", error)

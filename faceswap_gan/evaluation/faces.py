@@ -4,6 +4,12 @@ All faces are evaluated at the model's input size S (`model.image_size`): crops 
 any size are resized with `cv2.INTER_AREA`, as the trainer's previews do. Swapped
 faces are the masked composites `alpha * rgb + (1 - alpha) * input` that
 `FaceSwapGAN.swap` returns and the converter pastes into frames.
+
+Identity is scored with an embedder from
+`faceswap_gan.faces.identity.build_identity_embedder`: by default MobileFaceNet
+(ArcFace-type, 192-d), which training never sees. The "face_api" embedder (dlib's
+ResNet) is the network of the perceptual loss, so scoring swaps with it is biased
+towards the generator.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from faceswap_gan.images import from_model_range, resize_faces, to_model_range
 
 SIDES = {"A": "B", "B": "A"}  # person -> the other person
 DIRECTIONS = {"A": "AtoB", "B": "BtoA"}  # person whose faces are swapped -> direction
-REFINE_BOX_SCALE = 1.1  # Second landmark pass: box side / landmark bounding-box side.
 
 
 @dataclass
@@ -68,10 +73,11 @@ def load_faces(folder, size: int, mask_folder=None, max_faces=None) -> FaceData:
 
 
 def detect_landmarks(detector, faces: np.ndarray) -> np.ndarray:
-    """68 landmarks of one face per crop, in two passes (as `FaceEmbedder.chips`).
+    """68 landmarks of one face per crop, in two passes (as both identity embedders).
 
     The landmark net expects a detector-style box, so the whole crop is used first and
-    then a square box of 1.1x the side of the found points.
+    then a square box of 1.1x the side of the found points
+    (`faceswap_gan.faces.identity.refined_landmarks`).
 
     Args:
         detector: `faceswap_gan.faces.landmarks.LandmarkDetector`.
@@ -80,12 +86,9 @@ def detect_landmarks(detector, faces: np.ndarray) -> np.ndarray:
     Returns:
         `(N, 68, 2)` float32 (x, y) pixels in the crops.
     """
-    points = detector.detect_batch(faces)  # (N, 68, 2)
-    low, high = points.min(axis=1), points.max(axis=1)  # (N, 2)
-    half = (high - low).max(axis=1, keepdims=True) * REFINE_BOX_SCALE / 2  # (N, 1)
-    centre = (low + high) / 2  # (N, 2)
-    boxes = np.concatenate([centre - half, centre + half], axis=1)  # (N, 4)
-    return detector.detect_batch(faces, boxes)
+    from faceswap_gan.faces.identity import refined_landmarks
+
+    return refined_landmarks(detector, faces)
 
 
 def eye_masks_from_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -161,8 +164,10 @@ def identity(embeddings: dict, person: str) -> dict:
     """Identity scores of one swap direction from precomputed embeddings.
 
     Args:
-        embeddings: {"A": (N_A, 128) real A, "B": (N_B, 128) real B,
-            "swap_A": (N_A, 128) swaps of A's faces, "swap_B": ...}.
+        embeddings: {"A": (N_A, D) real A, "B": (N_B, D) real B,
+            "swap_A": (N_A, D) swaps of A's faces, "swap_B": ...}, from one identity
+            embedder (D = 192 for "mobilefacenet", 128 for "face_api"; compared by
+            cosine, so either works).
         person: whose faces were swapped ("A": direction AtoB).
 
     Returns:
@@ -215,7 +220,10 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
         held_out_a: `(N_A, S, S, 3)` float32 RGB in [-1, 1] faces of A at model size
             (N_A >= 1; about 8 is enough).
         held_out_b: the same for B.
-        embedder: `faceswap_gan.faces.identity.FaceEmbedder` (build it once).
+        embedder: an identity embedder, built once with
+            `faceswap_gan.faces.identity.build_identity_embedder` (default backend
+            "mobilefacenet"; "face_api" shares its network with the perceptual loss,
+            so its margins of swaps are biased upwards).
 
     Returns:
         {"eval/identity_margin_AtoB", "eval/identity_margin_BtoA": mean identity

@@ -23,8 +23,8 @@ from faceswap_gan.evaluation import plots
 from faceswap_gan.evaluation.markdown import markdown
 
 REPORT_KEYS = ("model", "image_size", "faces", "eye_masks_from", "reconstruction",
-               "alpha_coverage", "identity", "attributes", "video", "per_face",
-               "plots", "seconds")  # fmt: skip
+               "alpha_coverage", "identity_backend", "identity", "attributes", "video",
+               "per_face", "plots", "seconds")  # fmt: skip
 
 
 def _mean(values) -> float:
@@ -121,6 +121,7 @@ def evaluate(
     max_frames: int | None = 90,
     embedder=None,
     progress: bool = False,
+    identity_backend: str = "mobilefacenet",
 ) -> dict:
     """Evaluates a trained model on held-out faces (and a clip); writes the reports.
 
@@ -135,14 +136,23 @@ def evaluate(
         video: str | Path | None. A clip of A to convert A->B for video stability.
         max_faces: int | None. Use at most the first N faces per person.
         max_frames: int | None. Frames of `video` converted (None = all).
-        embedder: FaceEmbedder | None. Reused if given (it loads two nets).
+        embedder: MobileFaceNetEmbedder | FaceEmbedder | None. Reused if given (it
+            loads two nets); otherwise built for `identity_backend`.
         progress: bool. Progress bar for the video.
+        identity_backend: str. `faceswap_gan.faces.identity.IDENTITY_BACKENDS`:
+            "mobilefacenet" (default; 192-d MobileFaceNet/ArcFace, independent of
+            training) or "face_api" (dlib's ResNet, 128-d). The perceptual loss is
+            computed with face_api's network, so face_api identity margins of swaps
+            are biased upwards (the generator was optimised against that network);
+            use it only to compare with older reports. Margins of the two backends
+            are on different scales. Ignored when `embedder` is given.
 
     Returns:
         The report dict (keys `REPORT_KEYS`), as written to report.json:
         reconstruction[person][region][l1|psnr|ssim] means (regions whole, alpha,
         eyes, composite); alpha_coverage["A->A"|"B->B"|"AtoB"|"BtoA"] mean alpha
         in [0, 1] (near 0: the composite is the input, nothing is swapped);
+        identity_backend (the embedder's `backend` name, else its class name);
         identity[direction] margin_mean/std/min/max,
         real_margin_mean, retrieval_top1_centroid/nearest (fractions);
         attributes[direction] landmark_error_mean/std (by inter-ocular distance),
@@ -150,10 +160,11 @@ def evaluate(
 
     Raises:
         FileNotFoundError, ValueError: missing/empty folders, a missing mask, a bad
-            `max_faces`, an unreadable video or one without faces.
+            `max_faces`, an unreadable video or one without faces, an unknown
+            `identity_backend`.
     """
     from faceswap_gan.checkpoints import load_model
-    from faceswap_gan.faces.identity import FaceEmbedder
+    from faceswap_gan.faces.identity import build_identity_embedder
 
     started = time.time()
     name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
@@ -166,7 +177,9 @@ def evaluate(
         "A": face_eval.load_faces(faces_a, size, masks_a, max_faces),
         "B": face_eval.load_faces(faces_b, size, masks_b, max_faces),
     }
-    embedder = embedder or FaceEmbedder()
+    if embedder is None:
+        embedder = build_identity_embedder(identity_backend)
+    identity_backend = getattr(embedder, "backend", type(embedder).__name__)
     sections, cases = _face_figures(model, data, embedder)
     margins = sections.pop("margins")
     report = {
@@ -174,6 +187,7 @@ def evaluate(
         "image_size": size,
         "faces": {k: len(d.faces) for k, d in data.items()},
         "eye_masks_from": {k: d.masks_from for k, d in data.items()},
+        "identity_backend": identity_backend,
         **sections,
         "video": None,
         "plots": {},
