@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from faceswap_gan.config import NORMS
 from faceswap_gan.layers import (
     ICNR,
     HybridNormalization,
@@ -113,25 +114,33 @@ def test_layernorm_is_per_sample_over_all_axes():
     )
 
 
-@pytest.mark.parametrize(
-    "kind", ["instancenorm", "batchnorm", "layernorm", "groupnorm", "none", "hybrid"]
-)
+def contrib_instance_norm(x):
+    """keras-contrib InstanceNormalization(axis=None) at init (gamma 1, beta 0):
+    per sample over every non-batch axis, epsilon added to the std."""
+    axes = tuple(range(1, x.ndim))
+    return (x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-3)
+
+
+def test_instancenorm_v22_is_keras_contribs_axis_none():
+    x = np.random.default_rng(8).normal(2.0, 3.0, size=(2, 4, 5, 6)).astype("float32")
+    layer = normalization("instancenorm_v22", "n")
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out, contrib_instance_norm(x), rtol=1e-4, atol=1e-4)
+    assert [tuple(w.shape) for w in layer.weights] == [(1,), (1,)]  # scalar affine
+
+
+@pytest.mark.parametrize("kind", NORMS)
 def test_every_norm_keeps_shape(kind):
     x = np.random.default_rng(7).normal(size=(2, 4, 4, 32)).astype("float32")
     assert keras.ops.convert_to_numpy(normalization(kind, "n")(x)).shape == x.shape
 
 
-def test_hybrid_norm_halves():
+def test_hybrid_norm_halves_with_v22_instance_half():
     layer, x, out = assert_layer_contract(
         HybridNormalization, {}, (2, 4, 4, 8), (2, 4, 4, 8)
     )
-    second = x[..., 4:]
-    mean, var = (
-        second.mean(axis=(1, 2), keepdims=True),
-        second.var(axis=(1, 2), keepdims=True),
-    )
     np.testing.assert_allclose(
-        out[..., 4:], (second - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-4
+        out[..., 4:], contrib_instance_norm(x[..., 4:]), rtol=1e-4, atol=1e-4
     )
     kernel, bias = [keras.ops.convert_to_numpy(w) for w in layer.conv.weights]
     np.testing.assert_allclose(
@@ -139,6 +148,23 @@ def test_hybrid_norm_halves():
     )
     with pytest.raises(ValueError, match="even"):
         HybridNormalization()(np.zeros((1, 2, 2, 3), "float32"))
+
+
+def test_hybrid_norm_in_upscale_ps_splits_group_f_of_4f():
+    # v2.2's upscale_ps calls normalization(x, 'hybrid', f) on 4f channels: f/2
+    # channels go through the 1x1 conv, the other 3.5f through the instance norm.
+    f = 8
+    x = np.random.default_rng(9).normal(size=(2, 4, 4, 4 * f)).astype("float32")
+    layer = HybridNormalization(group=f)
+    out = keras.ops.convert_to_numpy(layer(x))
+    kernel, bias = [keras.ops.convert_to_numpy(w) for w in layer.conv.weights]
+    assert kernel.shape == (1, 1, f // 2, f // 2)
+    np.testing.assert_allclose(
+        out[..., : f // 2], x[..., : f // 2] @ kernel[0, 0] + bias, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        out[..., f // 2 :], contrib_instance_norm(x[..., f // 2 :]), atol=1e-4
+    )
 
 
 def test_unknown_norm_names_allowed_values():

@@ -9,15 +9,20 @@ from faceswap_gan.config import NORMS, PRESETS, ArchConfig
 from faceswap_gan.models import build_decoder, build_discriminator, build_encoder
 
 
-def norm_params(kind, c):
-    """Weights of one norm layer over c channels (batchnorm counts its moving stats)."""
+def norm_params(kind, c, group=None):
+    """Weights of one norm layer over c channels (batchnorm counts its moving stats).
+
+    hybrid (v2.2): a 1x1 conv with bias on group/2 channels (group = the block width,
+    c unless given) and a scalar-affine instance norm on the rest."""
+    half = (c if group is None else group) // 2
     return {
         "none": 0,
         "instancenorm": 2 * c,
+        "instancenorm_v22": 2,
         "layernorm": 2 * c,
         "groupnorm": 2 * c,
         "batchnorm": 4 * c,
-        "hybrid": (c // 2) ** 2 + c // 2 + 2 * (c // 2),
+        "hybrid": half * half + half + 2,
     }[kind]
 
 
@@ -31,7 +36,8 @@ def upscale(cfg, c_in, f, norm):
         cfg.model_capacity == "lite"
     ):  # nn upsample + reflect pad + conv3x3 (bias) + norm
         return 9 * c_in * f + f + norm_params(norm, f)
-    return 9 * c_in * 4 * f + 4 * f + norm_params(norm, 4 * f)  # ICNR conv to 4f + norm
+    # ICNR conv to 4f + norm (v2.2 passes group=f to the norm of this 4f tensor)
+    return 9 * c_in * 4 * f + 4 * f + norm_params(norm, 4 * f, group=f)
 
 
 def hand_count(cfg: ArchConfig):

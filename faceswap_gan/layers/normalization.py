@@ -1,8 +1,12 @@
-"""Normalisation factory with honest names, and the hybrid normalisation.
+"""Normalisation factory with honest names, faceswap-GAN v2.2's own instance norm, and
+the hybrid normalisation.
 
-The original's labels were swapped (REFERENCE 1.10 item 1): its "instancenorm" was a
-per-sample whole-tensor (layer-norm-like) normalisation and its "layernorm" was a true
-per-channel instance norm. Here each name means what it says (DESIGN section 3).
+The original's labels did not say what they computed (REFERENCE 1.2): its
+"instancenorm" was keras-contrib `InstanceNormalization(axis=None)`, a per-sample
+normalisation over H, W **and** C with one scalar gamma and beta, and its "layernorm"
+was `GroupNormalization(group=f)` on f channels, a per-channel instance norm. Here each
+plain name means what it says (DESIGN section 3) and v2.2's layer keeps its own name,
+"instancenorm_v22", so that the presets that claim v2.2 compute what v2.2 computed.
 """
 
 import keras
@@ -12,71 +16,144 @@ from faceswap_gan.config import NORMS
 
 
 @keras.saving.register_keras_serializable(package="faceswap_gan")
-class HybridNormalization(keras.layers.Layer):
-    """faceswap-GAN's "hybrid" norm: the first half of the channels goes through a 1x1
-    conv, the second half is instance-normalised; the halves are concatenated.
+class V22InstanceNormalization(keras.layers.Layer):
+    """faceswap-GAN v2.2's "instancenorm": keras-contrib `InstanceNormalization()` with
+    its default `axis=None`.
 
-    Input shape `(batch, H, W, C)` with even `C` -> output shape `(batch, H, W, C)`.
+    `y = gamma * (x - mean) / (std + epsilon) + beta`, where mean and std are taken per
+    sample over every non-batch axis (H, W and C together) and gamma, beta are single
+    scalars (initialised to 1 and 0). Note that epsilon is added to the standard
+    deviation, not to the variance, as keras-contrib does.
+
+    Input shape `(batch, ...)` -> same shape and dtype.
 
     Args:
-        weight_decay: float. L2 factor on the 1x1 kernel. Defaults to `1e-4`.
+        epsilon: float. Added to the standard deviation. Defaults to `1e-3`
+            (keras-contrib's default).
+
+    Reference:
+        - keras-team/keras-contrib `keras_contrib/layers/normalization/
+          instancenormalization.py`; shaoanlu/faceswap-GAN `networks/
+          instance_normalization.py` (a copy), used as `InstanceNormalization()`.
     """
 
-    def __init__(self, weight_decay=1e-4, **kwargs):
+    def __init__(self, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(1,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(1,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        axes = tuple(range(1, len(inputs.shape)))
+        mean = ops.mean(inputs, axis=axes, keepdims=True)
+        std = ops.std(inputs, axis=axes, keepdims=True)
+        gamma = ops.cast(self.gamma, inputs.dtype)
+        beta = ops.cast(self.beta, inputs.dtype)
+        return gamma * (inputs - mean) / (std + self.epsilon) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="faceswap_gan")
+class HybridNormalization(keras.layers.Layer):
+    """faceswap-GAN v2.2's "hybrid" norm (`normalization(x, 'hybrid', group)` in
+    `networks/nn_blocks.py`): the first `group // 2` channels go through a 1x1 conv
+    (he_normal, L2, bias) to `group // 2` channels, the remaining `C - group // 2`
+    channels through `V22InstanceNormalization` (per sample over H, W and those
+    channels, scalar gamma and beta); the two parts are concatenated.
+
+    v2.2's blocks call it with `group = f`, the block's width. In `conv_block` the
+    tensor has f channels, so the split is half and half; inside `upscale_ps` the
+    tensor has 4f channels (before the pixel shuffle), so only f/2 of them go through
+    the conv and 3.5f through the instance norm.
+
+    Input shape `(batch, H, W, C)` -> output shape `(batch, H, W, C)`.
+
+    Args:
+        group: int or None. v2.2's `group` argument (even); `None` means `C`.
+        weight_decay: float. L2 factor on the 1x1 kernel. Defaults to `1e-4`.
+
+    Raises:
+        ValueError: `group` is odd or larger than `C`.
+    """
+
+    def __init__(self, group=None, weight_decay=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.group = None if group is None else int(group)
         self.weight_decay = float(weight_decay)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        if channels % 2:
+        group = channels if self.group is None else self.group
+        if group % 2 or group > channels:
             raise ValueError(
-                f"hybrid norm needs an even channel count; got {channels}."
+                f"hybrid norm needs an even group <= the channel count; got group "
+                f"{group} for {channels} channels."
             )
-        half = channels // 2
-        half_shape = (*input_shape[:-1], half)
+        self.split = group // 2
+        conv_shape = (*input_shape[:-1], self.split)
         reg = keras.regularizers.L2(self.weight_decay) if self.weight_decay else None
         self.conv = keras.layers.Conv2D(
-            half,
+            self.split,
             1,
             kernel_initializer="he_normal",
             kernel_regularizer=reg,
             name=f"{self.name}_conv",
             dtype=self.dtype_policy,
         )
-        self.instance = keras.layers.GroupNormalization(
-            groups=-1, name=f"{self.name}_in", dtype=self.dtype_policy
+        self.instance = V22InstanceNormalization(
+            name=f"{self.name}_in", dtype=self.dtype_policy
         )
-        self.conv.build(half_shape)
-        self.instance.build(half_shape)
+        self.conv.build(conv_shape)
+        self.instance.build((*input_shape[:-1], channels - self.split))
 
     def call(self, inputs):
-        half = ops.shape(inputs)[-1] // 2
         return ops.concatenate(
-            [self.conv(inputs[..., :half]), self.instance(inputs[..., half:])], axis=-1
+            [
+                self.conv(inputs[..., : self.split]),
+                self.instance(inputs[..., self.split :]),
+            ],
+            axis=-1,
         )
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "weight_decay": self.weight_decay}
+        return {
+            **super().get_config(),
+            "group": self.group,
+            "weight_decay": self.weight_decay,
+        }
 
 
-def normalization(kind: str, name: str) -> keras.layers.Layer:
+def normalization(kind: str, name: str, group: int | None = None) -> keras.layers.Layer:
     """Returns a normalisation layer for `(batch, H, W, C)` feature maps.
 
     Args:
         kind: str. "instancenorm" (per sample and channel over H, W: GroupNorm with
-            groups=-1), "layernorm" (per sample over H, W, C with per-channel scale and
-            offset: GroupNorm with one group), "groupnorm" (16 groups), "batchnorm",
-            "hybrid" (`HybridNormalization`) or "none" (identity).
+            groups=-1), "instancenorm_v22" (`V22InstanceNormalization`: what v2.2
+            called instancenorm, per sample over H, W and C with scalar gamma/beta),
+            "layernorm" (per sample over H, W, C with per-channel scale and offset:
+            GroupNorm with one group), "groupnorm" (16 groups), "batchnorm", "hybrid"
+            (`HybridNormalization(group)`) or "none" (identity).
         name: str. Layer name.
+        group: int or None. Only for "hybrid": v2.2's `group` (the block width f);
+            `None` means the channel count.
 
     Raises:
         ValueError: `kind` is not one of `NORMS`.
     """
     if kind == "instancenorm":
         return keras.layers.GroupNormalization(groups=-1, name=name)
+    if kind == "instancenorm_v22":
+        return V22InstanceNormalization(name=name)
     if kind == "layernorm":
         return keras.layers.GroupNormalization(groups=1, name=name)
     if kind == "groupnorm":
@@ -84,7 +161,7 @@ def normalization(kind: str, name: str) -> keras.layers.Layer:
     if kind == "batchnorm":
         return keras.layers.BatchNormalization(name=name)
     if kind == "hybrid":
-        return HybridNormalization(name=name)
+        return HybridNormalization(group, name=name)
     if kind == "none":
         return keras.layers.Identity(name=name)
     raise ValueError(f"Unknown normalization {kind!r}; expected one of {NORMS}.")

@@ -39,7 +39,7 @@ class SelfAttention2D(keras.layers.Layer):
             layer = keras.layers.Conv2D(
                 filters,
                 1,
-                kernel_initializer="he_normal",
+                kernel_initializer="glorot_uniform",  # v2.2: Keras' default
                 kernel_regularizer=reg,
                 name=f"{self.name}_{name}",
                 dtype=self.dtype_policy,

@@ -10,9 +10,10 @@ import keras
 
 from faceswap_gan.config import ArchConfig
 from faceswap_gan.models.blocks import (
-    conv2d,
     conv_block,
     conv_block_d,
+    output_initializer,
+    plain_conv2d,
     res_block,
     self_attention,
     upscale,
@@ -34,7 +35,9 @@ def build_encoder(config: ArchConfig, name: str = "encoder") -> keras.Model:
     """
     c, norm, use_norm = config.coef, config.norm, config.norm != "none"
     inputs = keras.Input(config.image_shape, name=f"{name}_input")
-    x = conv2d(64 // c, 5, f"{name}_conv_in", use_bias=False)(inputs)  # no activation
+    x = plain_conv2d(64 // c, 5, f"{name}_conv_in", use_bias=False)(
+        inputs
+    )  # no activation
     x = conv_block(x, 128 // c, norm, False, f"{name}_block1")  # never normalised
     x = conv_block(x, 256 // c, norm, use_norm, f"{name}_block2")
     if config.use_self_attn:
@@ -79,16 +82,33 @@ def build_decoder(config: ArchConfig, name: str = "decoder_A") -> keras.Model:
         x = self_attention(x, f"{name}_attn3")
     else:
         x = conv_block(x, 64 // c, norm, False, f"{name}_conv3", strides=1)
+    out_init = output_initializer(config.init_scheme)
     outputs, size = [], 64
     while size < config.image_size:
         outputs.append(
-            conv2d(3, 5, f"{name}_rgb{size}", activation="tanh", dtype="float32")(x)
+            plain_conv2d(
+                3,
+                5,
+                f"{name}_rgb{size}",
+                activation="tanh",
+                dtype="float32",
+                initializer=out_init,
+            )(x)
         )
         x = upscale(x, 64 // c, config, use_norm, f"{name}_up{size * 2}")
         x = conv_block(x, 64 // c, norm, False, f"{name}_conv{size * 2}", strides=1)
         size *= 2
-    alpha = conv2d(1, 5, f"{name}_alpha", activation="sigmoid", dtype="float32")(x)
-    rgb = conv2d(3, 5, f"{name}_rgb", activation="tanh", dtype="float32")(x)
+    alpha = plain_conv2d(
+        1,
+        5,
+        f"{name}_alpha",
+        activation="sigmoid",
+        dtype="float32",
+        initializer=out_init,
+    )(x)
+    rgb = plain_conv2d(
+        3, 5, f"{name}_rgb", activation="tanh", dtype="float32", initializer=out_init
+    )(x)
     outputs.append(
         keras.layers.Concatenate(name=f"{name}_alpha_rgb", dtype="float32")(
             [alpha, rgb]
@@ -117,5 +137,5 @@ def build_discriminator(config: ArchConfig, name: str = "netDA") -> keras.Model:
         if config.use_self_attn:
             x = self_attention(x, f"{name}_attn{index}")
         size, index = size // 2, index + 1
-    x = conv2d(1, 4, f"{name}_out", use_bias=False, dtype="float32")(x)
+    x = plain_conv2d(1, 4, f"{name}_out", use_bias=False, dtype="float32")(x)
     return keras.Model(inputs, x, name=name)
