@@ -18,8 +18,17 @@ from typing import Any
 from faceswap_gan.augmentation import AugmentConfig
 
 IMAGE_SIZES = (64, 128, 256)
-NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none", "hybrid")
+NORMS = (
+    "instancenorm",
+    "instancenorm_v22",
+    "batchnorm",
+    "layernorm",
+    "groupnorm",
+    "none",
+    "hybrid",
+)
 MODEL_CAPACITIES = ("standard", "lite")
+INIT_SCHEMES = ("stable", "v2.2")
 GAN_TRAININGS = ("mixup_LSGAN", "relativistic_avg_LSGAN")
 PERCEPTUAL_BACKENDS = ("face_api", "vggface")
 
@@ -48,6 +57,10 @@ class ArchConfig:
     latent_dim: int | None = (
         None  # Bottleneck width; None = original rule (1024, 2048 for lite > 64 px).
     )
+    # "stable" (default): v2.2's initialisers except two that saturate the untrained
+    # output (lite's un-activated upscale conv is LeCun-normal, not He; the output convs
+    # start small); "v2.2": exactly v2.2's. See faceswap_gan/models/blocks.py.
+    init_scheme: str = "stable"
 
     def __post_init__(self):
         shape = self.image_shape
@@ -67,6 +80,7 @@ class ArchConfig:
         object.__setattr__(self, "image_shape", shape)
         _choice("norm", self.norm, NORMS)
         _choice("model_capacity", self.model_capacity, MODEL_CAPACITIES)
+        _choice("init_scheme", self.init_scheme, INIT_SCHEMES)
         if not isinstance(self.use_self_attn, bool):
             raise ValueError(
                 f"use_self_attn must be True or False; got {self.use_self_attn!r}."
@@ -181,10 +195,14 @@ def _stage(num, den, pl, hinge, m, lr, swap=False):
     return Stage(Fraction(num, den), pl, hinge, m, lr, swap)
 
 
-# REFERENCE 1.4 (v2.2 notebook): 7850, 11850, 15850, 19850, 26516, 31850, 35850 of 40k.
+# The stages after the start. Before the first trigger the run's own LossConfig is in
+# force (v2.2's defaults: PL off, L1 mask loss, m_mask 0, lr factor 1), as in v2.2,
+# where the notebook's loss_config is the start and each trigger changes it. Every
+# stage's lr_factor multiplies the run's own LossConfig.lr_factor.
+# REFERENCE 1.4, v2.2 train notebook (cell 28): 7850, 11850, 15850, 19850, 26516,
+# 31850, 35850 of 40k.
 SCHEDULES = {
     "v2.2": (
-        _stage(0, 1, False, False, 0.0, 1.0),
         _stage(1, 5, True, False, 0.0, 1.0),
         _stage(3, 10, True, True, 0.5, 1.0),
         _stage(2, 5, True, True, 0.2, 1.0),
@@ -193,9 +211,12 @@ SCHEDULES = {
         _stage(4, 5, True, True, 0.1, 0.3, swap=True),
         _stage(9, 10, True, False, 0.0, 0.1),
     ),
-    # The lite Colab demo (colab_demo/faceswap-GAN_colab_demo.ipynb); PL from step 0.
+    # The lite Colab demo (colab_demo/faceswap-GAN_colab_demo.ipynb, training cell):
+    # PL off at the start, then 7 changes; the decoders are swapped at 2/3.
     "colab_demo": (
-        _stage(0, 1, True, False, 0.0, 1.0),
+        _stage(1, 5, True, False, 0.0, 1.0),
+        _stage(3, 10, True, True, 0.5, 1.0),
+        _stage(2, 5, True, True, 0.2, 1.0),
         _stage(1, 2, True, True, 0.4, 0.3),
         _stage(2, 3, True, True, 0.5, 1.0, swap=True),
         _stage(4, 5, True, True, 0.1, 0.3),
@@ -207,7 +228,8 @@ SCHEDULES = {
 
 
 def stage_at(schedule: str, step: int, total: int) -> int:
-    """Index of the stage in force at `step` (`step >= trigger`), or -1 before any."""
+    """Index of the stage in force at `step` (`step >= trigger`), or -1 before the
+    first trigger (the run's own LossConfig is in force then)."""
     current = -1
     for index, stage in enumerate(SCHEDULES[schedule]):
         if step >= stage.trigger(total):
@@ -219,7 +241,8 @@ def stage_at(schedule: str, step: int, total: int) -> int:
 PRESETS = {
     "tiny": ArchConfig((64, 64, 3), True, "hybrid", "lite", latent_dim=128),
     "lite": ArchConfig((64, 64, 3), True, "hybrid", "lite"),
-    "standard": ArchConfig((64, 64, 3), True, "instancenorm", "standard"),
+    # v2.2's train notebook: its "instancenorm" is our "instancenorm_v22".
+    "standard": ArchConfig((64, 64, 3), True, "instancenorm_v22", "standard"),
 }
 
 
@@ -271,14 +294,13 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
-        """A TrainConfig with `arch = PRESETS[preset]` (Colab schedule for "lite")."""
+        """A TrainConfig with `arch = PRESETS[preset]` (the Colab demo's schedule and
+        batch size 4 for "lite")."""
         _choice("preset", preset, tuple(PRESETS))
         defaults: dict[str, Any] = {"arch": PRESETS[preset]}
         if preset == "lite":
             # The Colab demo also set PL_before_activ, which needs the vggface backend.
-            defaults.update(
-                schedule="colab_demo", batch_size=4, loss=LossConfig(use_PL=True)
-            )
+            defaults.update(schedule="colab_demo", batch_size=4)
         if preset == "tiny":
             defaults.update(
                 iterations=20, batch_size=2, display_iters=10, backup_iters=0

@@ -93,16 +93,40 @@ def test_unknown_json_field_is_an_error():
 
 
 def test_v22_schedule_triggers_at_40k():
+    # v2.2 train notebook cell 28: TOTAL//5 - 150, ... at TOTAL_ITERS = 40000.
     triggers = [s.trigger(40000) for s in SCHEDULES["v2.2"]]
-    assert triggers == [0, 7850, 11850, 15850, 19850, 26516, 31850, 35850]
-    assert [i for i, s in enumerate(SCHEDULES["v2.2"]) if s.swap_decoders] == [6]
+    assert triggers == [7850, 11850, 15850, 19850, 26516, 31850, 35850]
+    assert [i for i, s in enumerate(SCHEDULES["v2.2"]) if s.swap_decoders] == [5]
+
+
+def test_colab_demo_schedule_is_the_notebooks_seven_changes():
+    # colab_demo/faceswap-GAN_colab_demo.ipynb at TOTAL_ITERS = 34000, offset 150:
+    # (trigger, use_PL, hinge, m_mask, lr_factor, swap), PL off before the first.
+    expected = [
+        (34000 // 5 - 150, True, False, 0.0, 1.0, False),
+        (34000 // 5 + 34000 // 10 - 150, True, True, 0.5, 1.0, False),
+        (2 * 34000 // 5 - 150, True, True, 0.2, 1.0, False),
+        (34000 // 2 - 150, True, True, 0.4, 0.3, False),
+        (2 * 34000 // 3 - 150, True, True, 0.5, 1.0, True),
+        (8 * 34000 // 10 - 150, True, True, 0.1, 0.3, False),
+        (9 * 34000 // 10 - 150, True, False, 0.0, 0.1, False),
+    ]
+    got = [
+        (s.trigger(34000), s.use_PL, s.use_mask_hinge_loss, s.m_mask, s.lr_factor,
+         s.swap_decoders)
+        for s in SCHEDULES["colab_demo"]
+    ]  # fmt: skip
+    assert got == expected
+    assert stage_at("colab_demo", 34000 // 5 - 151, 34000) == -1  # PL still off
+    lite = TrainConfig.from_preset("lite")
+    assert lite.schedule == "colab_demo" and not lite.loss.use_PL
 
 
 def test_stage_applies_from_trigger_on_so_resume_lands_right():
-    assert stage_at("v2.2", 7849, 40000) == 0
-    assert stage_at("v2.2", 7850, 40000) == 1
-    assert stage_at("v2.2", 7851, 40000) == 1  # not only on equality (original's bug)
-    assert stage_at("v2.2", 39999, 40000) == 7
+    assert stage_at("v2.2", 7849, 40000) == -1  # the run's own LossConfig
+    assert stage_at("v2.2", 7850, 40000) == 0
+    assert stage_at("v2.2", 7851, 40000) == 0  # not only on equality (original's bug)
+    assert stage_at("v2.2", 39999, 40000) == 6
     # Scaled to any total, monotonic.
     for total in (20, 100, 1000, 34000):
         triggers = [s.trigger(total) for s in SCHEDULES["v2.2"]]
