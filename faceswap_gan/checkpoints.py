@@ -4,7 +4,7 @@ A checkpoint is a folder `checkpoints/step_0001200/` holding
     config.json                       resolved TrainConfig (or {"arch": ..., ...})
     encoder.weights.h5, decoder_A.weights.h5, decoder_B.weights.h5,
     netDA.weights.h5, netDB.weights.h5
-    optimizers.npz                    both optimizers' variables and iteration counts
+    optimizers.npz                    the three Adams' variables and iteration counts
     state.json                        step, stage, data position, seed-generator state
 It is written under a temporary name and renamed into place; the run's pointer file
 `checkpoints/latest` is then replaced atomically (`os.replace`). A kill at any moment
@@ -90,7 +90,7 @@ def model_config(model: FaceSwapGAN) -> dict:
 
 def _optimizer_arrays(model) -> dict:
     arrays = {}
-    for prefix, optimizer in (("g", model.g_optimizer), ("d", model.d_optimizer)):
+    for prefix, optimizer in model.optimizers.items():
         for i, variable in enumerate(optimizer.variables):
             arrays[f"{prefix}_{i:04d}"] = np.asarray(variable)
     return arrays
@@ -126,7 +126,7 @@ def load_weights(
     model: FaceSwapGAN, checkpoint: str | Path, optimizers: bool = True
 ) -> dict:
     """Loads the five networks into `model` (and, if it is compiled and `optimizers`,
-    both optimizers' state and the seed-generator state); returns the saved state.
+    every optimizer's state and the seed-generator state); returns the saved state.
 
     Raises:
         ValueError: the checkpoint was saved for another architecture (both named), or
@@ -149,7 +149,7 @@ def load_weights(
                 f"{net} of {model.arch}: {error}"
             ) from error
     state = json.loads((checkpoint / "state.json").read_text())
-    if optimizers and getattr(model, "g_optimizer", None) is not None:
+    if optimizers and getattr(model, "d_optimizer", None) is not None:
         _restore_optimizers(model, checkpoint)
         model.seed_generator.state.assign(
             np.asarray(state["seed_state"], dtype="uint32")
@@ -159,7 +159,7 @@ def load_weights(
 
 def _restore_optimizers(model, checkpoint: Path) -> None:
     arrays = np.load(checkpoint / "optimizers.npz")
-    for prefix, optimizer in (("g", model.g_optimizer), ("d", model.d_optimizer)):
+    for prefix, optimizer in model.optimizers.items():
         variables = optimizer.variables
         keys = sorted(k for k in arrays.files if k.startswith(prefix + "_"))
         if len(keys) != len(variables):

@@ -56,23 +56,32 @@ def lsgan_g(pred_fake):
     return l2(pred_fake, ops.ones_like(pred_fake))
 
 
+def lsgan_d(pred_real, pred_fake):
+    """Plain LSGAN, D side: (E[(D(r) - 1)^2] + E[D(f)^2]) / 2 (Mao et al. 2017).
+
+    faceswap-GAN v2.2's "relativistic_avg_LSGAN" uses this for the masked fake."""
+    return (ops.mean(ops.square(pred_real - 1.0)) + ops.mean(ops.square(pred_fake))) / 2
+
+
 def ralsgan_d(pred_real, pred_fake):
-    """Relativistic average LSGAN, D side (Jolicoeur-Martineau 2018, arXiv 1807.00734):
-    E[(D(r) - E D(f) - 1)^2] + E[(D(f) - E D(r) + 1)^2], halved."""
+    """Relativistic average LSGAN, D side, as faceswap-GAN v2.2 writes it
+    (`networks/losses.py`, used for the raw RGB output): real target 1, fake target 0,
+    (E[(D(r) - E_batch D(f) - 1)^2] + E[(D(f) - E_batch D(r))^2]) / 2.
+
+    Reference: Jolicoeur-Martineau 2018 (arXiv 1807.00734); v2.2 keeps LSGAN's 0
+    target for the fake instead of the paper's -1.
+    """
     real_rel = pred_real - ops.mean(pred_fake, axis=0)
     fake_rel = pred_fake - ops.mean(pred_real, axis=0)
-    return (
-        ops.mean(ops.square(real_rel - 1.0)) + ops.mean(ops.square(fake_rel + 1.0))
-    ) / 2
+    return (ops.mean(ops.square(real_rel - 1.0)) + ops.mean(ops.square(fake_rel))) / 2
 
 
 def ralsgan_g(pred_real, pred_fake):
-    """Relativistic average LSGAN, G side: the D objective with the labels swapped."""
+    """Relativistic average LSGAN, G side (v2.2): the D targets swapped,
+    (E[(D(r) - E_batch D(f))^2] + E[(D(f) - E_batch D(r) - 1)^2]) / 2."""
     real_rel = pred_real - ops.mean(pred_fake, axis=0)
     fake_rel = pred_fake - ops.mean(pred_real, axis=0)
-    return (
-        ops.mean(ops.square(real_rel + 1.0)) + ops.mean(ops.square(fake_rel - 1.0))
-    ) / 2
+    return (ops.mean(ops.square(real_rel)) + ops.mean(ops.square(fake_rel - 1.0))) / 2
 
 
 # --- Reconstruction and edges ---
@@ -117,15 +126,14 @@ def eye_edge(real, rgb, eye_mask):
 # --- Perceptual ---
 
 
-def instance_normalize(features, epsilon=1e-5):
-    """Per-sample, per-channel standardisation over H, W of (B, H, W, C) features.
-
-    The original applied keras-contrib InstanceNormalization(axis=None), normalising
-    over H, W and C together (REFERENCE 1.10 item 1); we use true instance norm.
-    """
-    mean = ops.mean(features, axis=(1, 2), keepdims=True)
-    var = ops.var(features, axis=(1, 2), keepdims=True)
-    return (features - mean) / ops.sqrt(var + epsilon)
+def instance_normalize(features, epsilon=1e-3):
+    """v2.2's normalisation of perceptual features: keras-contrib
+    `InstanceNormalization()` (axis=None, never trained, so gamma 1 and beta 0),
+    i.e. `(x - mean) / (std + epsilon)` with mean and std per sample over H, W and C
+    of `(B, H, W, C)` features. The `w_pl` weights were tuned with this."""
+    mean = ops.mean(features, axis=(1, 2, 3), keepdims=True)
+    std = ops.std(features, axis=(1, 2, 3), keepdims=True)
+    return (features - mean) / (std + epsilon)
 
 
 def perceptual(real_features, fake_features, w_pl):
@@ -159,5 +167,7 @@ def mask_total_variation(alpha):
 
 
 def cyclic(real, rgb_cycle, alpha_cycle, alpha_fake):
-    """L1(G_A(rgb of G_B(real_A)), real_A) + 0.1 * L1(alpha_cycle, alpha_fake)."""
+    """v2.2's `cyclic_loss(netGA, netGB, real_A)`: with `fake = G_B(real_A)` and
+    `cycle = G_A(rgb of fake)`, L1(rgb of cycle, real_A) + 0.1 * L1(alpha of cycle,
+    alpha of fake)."""
     return l1(rgb_cycle, real) + 0.1 * l1(alpha_cycle, alpha_fake)

@@ -30,6 +30,7 @@ from faceswap_gan.previews import plot_losses, save_preview
 
 PREVIEW_FACES = 4  # Faces per side in the preview grids.
 EVAL_FACES = 8  # At most this many held-out faces per side for periodic evaluation.
+BATCHES_PER_STEP = 2  # v2.2 draws fresh batches for the D and the G steps.
 
 
 def needs_perceptual(config: TrainConfig) -> bool:
@@ -130,7 +131,7 @@ class _Run:
             "step": self.step,
             "stage": self.stage,
             "seconds": round(self.seconds, 3),
-            "data_index": self.step * self.config.batch_size,
+            "data_index": self.step * BATCHES_PER_STEP * self.config.batch_size,
             "iterations": self.config.iterations,
         }
 
@@ -146,16 +147,45 @@ class _Run:
 
 
 def _enter_stage(model, run: _Run, entering_from_saved: bool) -> None:
-    """Applies the stage in force at run.step; swaps decoders only on a transition."""
+    """Applies the stage in force at run.step.
+
+    The decoders are swapped when a swap stage is entered, also when a run that was
+    stopped exactly at the swap step resumes (its checkpoint holds the stage before).
+    """
     stages = SCHEDULES[run.config.schedule]
     new = stage_at(run.config.schedule, run.step, run.config.iterations)
-    if new < 0:
+    if new < 0 or (new == run.stage and not entering_from_saved):
         return
-    if new != run.stage or entering_from_saved:
-        model.set_stage(stages[new])
-        if new > run.stage and stages[new].swap_decoders and not entering_from_saved:
-            model.swap_decoders()
-        run.stage = new
+    model.set_stage(stages[new])
+    swaps = sum(stage.swap_decoders for stage in stages[run.stage + 1 : new + 1])
+    if swaps % 2:
+        model.swap_decoders()
+    run.stage = new
+
+
+def check_resumable(config: TrainConfig, saved: dict) -> None:
+    """Refuses to resume a run under settings that would silently change its course.
+
+    Args:
+        config: the TrainConfig asked for now.
+        saved: the checkpoint's config.json (a TrainConfig dict).
+
+    Raises:
+        ValueError: iterations, batch_size or schedule differ (they place every stage
+            boundary and the data position), naming each and both values.
+    """
+    changed = [
+        f"{name} {saved.get(name)!r} -> {getattr(config, name)!r}"
+        for name in ("iterations", "batch_size", "schedule")
+        if name in saved and saved[name] != getattr(config, name)
+    ]
+    if changed:
+        raise ValueError(
+            f"Cannot resume {config.run_dir} with other settings: "
+            f"{', '.join(changed)}. These fix the schedule's stage boundaries and the "
+            f"data position; resume with the run's own values (its config.json), or "
+            f"start a new run_dir."
+        )
 
 
 def train(
@@ -192,6 +222,10 @@ def train(
             f"{run_dir} already holds checkpoints; pass resume=True "
             f"(--resume) to continue, or choose another run_dir."
         )
+    if has_ckpt:
+        check_resumable(
+            config, checkpoints.read_config(checkpoints.find_checkpoint(run_dir))
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     to_json(config, run_dir / "config.json")
     policy = keras.config.dtype_policy()
@@ -220,12 +254,13 @@ def train(
 
 
 def make_step_fn(model: FaceSwapGAN, strategy):
-    """One compiled training iteration over a (distributed) batch; logs averaged over
-    replicas. Each replica gets global_batch / replicas faces per side."""
+    """One compiled training iteration over two (distributed) batches, the D batch
+    and the G batch; logs averaged over replicas. Each replica gets
+    global_batch / replicas faces per side."""
 
     @tf.function
-    def step_fn(batch):
-        logs = strategy.run(model.train_step, args=(batch,))
+    def step_fn(d_batch, g_batch):
+        logs = strategy.run(model.train_step, args=((d_batch, g_batch),))
         return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
 
     return step_fn
@@ -244,13 +279,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
     config = run.config
-    data, previews, held_out = _datasets(config, run.step * config.batch_size)
+    data, previews, held_out = _datasets(
+        config, run.step * BATCHES_PER_STEP * config.batch_size
+    )
     evaluate = None
     if held_out is not None:
         from faceswap_gan.evaluation import evaluate_periodic
-        from faceswap_gan.faces.identity import FaceEmbedder
+        from faceswap_gan.faces.identity import build_identity_embedder
 
-        embedder = FaceEmbedder()
+        embedder = build_identity_embedder("mobilefacenet")
 
         def evaluate():
             return evaluate_periodic(model, *held_out, embedder)
@@ -271,7 +308,7 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
     )
     while run.step < stop_at:
         _enter_stage(model, run, entering_from_saved=False)
-        logs = step_fn(next(iterator))
+        logs = step_fn(next(iterator), next(iterator))
         run.step += 1
         for key, value in logs.items():
             window[key].append(float(value))
@@ -301,7 +338,7 @@ def _report(model, run: _Run, window, previews, writer) -> None:
         "step": run.step,
         "stage": run.stage,
         "seconds": round(run.seconds, 3),
-        "lr_g": float(model.g_optimizer.learning_rate),
+        "lr_g": float(model.g_optimizer_a.learning_rate),
         "lr_d": float(model.d_optimizer.learning_rate),
     }
     row.update({k: float(np.mean(v)) for k, v in window.items()})

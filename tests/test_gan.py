@@ -31,9 +31,9 @@ def trained(faces_a, faces_b):
         )
     )
     step = tf.function(model.train_step)
-    history = []
-    for batch in data.take(40):
-        logs = step(batch)
+    history, batches = [], iter(data)
+    for _ in range(40):
+        logs = step((next(batches), next(batches)))  # fresh D and G batches (v2.2)
         history.append(
             (
                 float(logs["g/total"]),
@@ -48,10 +48,7 @@ def test_generator_loss_falls_on_real_faces(trained):
     model, history = trained
     first, last = history[:8].mean(axis=0), history[-8:].mean(axis=0)
     assert np.all(last < 0.9 * first), history  # total and reconstruction both fall
-    assert (
-        int(model.g_optimizer.iterations) == 40
-        and int(model.d_optimizer.iterations) == 40
-    )
+    assert [int(o.iterations) for o in model.optimizers.values()] == [40, 40, 40]
 
 
 def test_train_step_reports_every_term_by_name():
@@ -64,7 +61,7 @@ def test_train_step_reports_every_term_by_name():
         + (np.zeros((2, 64, 64, 1), "float32"),)
         for _ in range(2)
     )
-    logs = model.train_step(batch)
+    logs = model.train_step((batch, batch))
     for side in ("g_a", "g_b"):
         for term in (
             "adversarial",
@@ -76,7 +73,55 @@ def test_train_step_reports_every_term_by_name():
             "total",
         ):
             assert np.isfinite(float(logs[f"{side}/{term}"]))
-    assert {"d_a/total", "d_b/total", "g/weight_decay", "g/total"} <= set(logs)
+    assert {"d_a/total", "d_b/total", "g_a/weight_decay", "g/total"} <= set(logs)
+
+
+def weights(net):
+    return [np.array(w) for w in net.weights]
+
+
+def changed(before, net):
+    return any(not np.array_equal(a, b) for a, b in zip(before, weights(net)))
+
+
+def test_each_generator_step_updates_the_encoder_and_only_its_own_decoder(faces_a):
+    # v2.2: netGA_train steps encoder + decoder_A with its own Adam, netGB_train
+    # encoder + decoder_B; the cyclic term runs through the other decoder without
+    # updating it. Freeze G_B's and D's learning rates and step once: only the
+    # encoder and decoder_A may change.
+    model = FaceSwapGAN(TINY, LossConfig(use_cyclic_loss=True), seed=3)
+    model.compile()
+    model.g_optimizer_b.learning_rate.assign(0.0)
+    model.d_optimizer.learning_rate.assign(0.0)
+    rng = np.random.default_rng(1)
+    side = (
+        rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32"),
+        rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32"),
+        np.zeros((2, 64, 64, 1), "float32"),
+    )
+    before = {
+        n: weights(getattr(model, n)) for n in ("encoder", "decoder_A", "decoder_B")
+    }
+    model.train_step(((side, side), (side, side)))
+    assert changed(before["encoder"], model.encoder)
+    assert changed(before["decoder_A"], model.decoder_A)
+    assert not changed(before["decoder_B"], model.decoder_B)
+    # Three Adams, one step each; the encoder's variables were stepped by G_A's Adam
+    # and (at lr 0) by G_B's: both hold moments for them.
+    assert [int(o.iterations) for o in model.optimizers.values()] == [1, 1, 1]
+
+
+def test_set_stage_multiplies_the_runs_own_lr_factor():
+    from faceswap_gan.config import SCHEDULES
+
+    model = FaceSwapGAN(TINY, LossConfig(lr_factor=0.5))
+    model.compile()
+    assert float(model.g_optimizer_a.learning_rate) == pytest.approx(0.5e-4)
+    stage = SCHEDULES["v2.2"][4]  # lr factor 0.3
+    model.set_stage(stage)
+    assert float(model.g_optimizer_a.learning_rate) == pytest.approx(1e-4 * 0.5 * 0.3)
+    assert float(model.g_optimizer_b.learning_rate) == pytest.approx(1e-4 * 0.5 * 0.3)
+    assert float(model.d_optimizer.learning_rate) == pytest.approx(2e-4 * 0.5 * 0.3)
 
 
 def test_swap_masked_output_is_alpha_composite(faces_a):
@@ -108,9 +153,10 @@ def test_save_load_round_trip_and_mismatch(trained, tmp_path):
     fresh = FaceSwapGAN(TINY)
     fresh.compile()
     assert load_weights(fresh, path)["step"] == 40
-    assert int(fresh.g_optimizer.iterations) == 40
-    for a, b in zip(fresh.g_optimizer.variables, model.g_optimizer.variables):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name, optimizer in fresh.optimizers.items():
+        assert int(optimizer.iterations) == 40
+        for a, b in zip(optimizer.variables, model.optimizers[name].variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Another architecture: a clear error naming both, not a silent fresh start.
     other = FaceSwapGAN(ArchConfig((64, 64, 3), True, "none", "lite", latent_dim=128))
     with pytest.raises(ValueError, match="another architecture"):

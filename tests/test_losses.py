@@ -62,14 +62,18 @@ def test_mixup_lsgan_and_lsgan_g():
     assert value(losses.lsgan_g(pred)) == pytest.approx(((pred - 1) ** 2).mean(), 1e-5)
 
 
-def test_ralsgan():
+def test_ralsgan_as_v22_writes_it():
+    # v2.2 networks/losses.py: relativistic with real target 1 and fake target 0.
     real = rng.normal(size=(3, 8, 8, 1)).astype("float32")
     fake = rng.normal(size=(3, 8, 8, 1)).astype("float32")
     r_rel, f_rel = real - fake.mean(0), fake - real.mean(0)
-    d = (((r_rel - 1) ** 2).mean() + ((f_rel + 1) ** 2).mean()) / 2
-    g = (((r_rel + 1) ** 2).mean() + ((f_rel - 1) ** 2).mean()) / 2
+    d = (((r_rel - 1) ** 2).mean() + (f_rel**2).mean()) / 2
+    g = ((r_rel**2).mean() + ((f_rel - 1) ** 2).mean()) / 2
     assert value(losses.ralsgan_d(real, fake)) == pytest.approx(d, 1e-5)
     assert value(losses.ralsgan_g(real, fake)) == pytest.approx(g, 1e-5)
+    # The masked fake gets plain LSGAN.
+    plain = (((real - 1) ** 2).mean() + (fake**2).mean()) / 2
+    assert value(losses.lsgan_d(real, fake)) == pytest.approx(plain, 1e-5)
 
 
 def test_intermediate_reconstruction_resizes_target():
@@ -89,9 +93,9 @@ def test_perceptual_instance_normalised_weighted_l2():
     feats_f = [rng.normal(size=(2, s, s, 4)).astype("float32") for s in (2, 3, 4, 5)]
     w = (0.01, 0.1, 0.3, 0.1)
 
-    def inorm(x):
-        return (x - x.mean((1, 2), keepdims=True)) / np.sqrt(
-            x.var((1, 2), keepdims=True) + 1e-5
+    def inorm(x):  # keras-contrib InstanceNormalization(axis=None), untrained
+        return (x - x.mean((1, 2, 3), keepdims=True)) / (
+            x.std((1, 2, 3), keepdims=True) + 1e-3
         )
 
     expected = sum(
@@ -101,7 +105,7 @@ def test_perceptual_instance_normalised_weighted_l2():
     assert value(losses.perceptual(feats_r, feats_f, w)) == pytest.approx(
         expected, 1e-4
     )
-    # Invariant to a per-channel affine change of the features (instance normalisation).
+    # Invariant to an affine change of the features (per-sample normalisation).
     shifted = [3 * f + 2 for f in feats_r]
     assert value(losses.perceptual(feats_r, shifted, w)) == pytest.approx(0, abs=1e-4)
 

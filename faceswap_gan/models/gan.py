@@ -16,6 +16,8 @@ from faceswap_gan.models.networks import (
 )
 
 DIRECTIONS = ("AtoB", "BtoA")
+G_LEARNING_RATE = 1e-4  # v2.2's lrG, times lr_factor.
+D_LEARNING_RATE = 2e-4  # v2.2's lrD, times lr_factor.
 NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
 
 
@@ -40,10 +42,10 @@ class FaceSwapGAN(keras.Model):
             maps (`faceswap_gan.perceptual.build_perceptual_model`); needed for use_PL.
         seed: int. Seed of the mixup Beta draws.
 
-    Differences from the original, on purpose: one generator step updates the shared
-    encoder and both decoders on the sum of the A and B losses (the original ran two
-    generator updates); the D and G steps of an iteration share one batch per side
-    (the original drew fresh batches for each).
+    The update scheme is v2.2's (`FaceswapGANModel.train_one_batch_D/_G`): each
+    iteration steps both discriminators on one pair of batches, then generator A
+    (encoder + decoder_A, its own Adam) and then generator B (encoder + decoder_B, its
+    own Adam) on a fresh pair, so the shared encoder is stepped twice per iteration.
 
     Reference:
         - shaoanlu/faceswap-GAN v2.2, `networks/faceswap_gan_model.py`.
@@ -88,40 +90,54 @@ class FaceSwapGAN(keras.Model):
         return self.arch.image_size
 
     @property
-    def generator_variables(self):
-        return (
-            self.encoder.trainable_variables
-            + self.decoder_A.trainable_variables
-            + self.decoder_B.trainable_variables
-        )
-
-    @property
     def discriminator_variables(self):
         return self.netDA.trainable_variables + self.netDB.trainable_variables
 
-    def compile(
-        self, g_optimizer=None, d_optimizer=None, mixed_precision=False, **kwargs
-    ):
-        """Adam (beta_1 0.5) with lrG 1e-4 and lrD 2e-4 times lr_factor (REFERENCE 1.2);
-        wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds both optimizers
-        so their state can be restored before the first step."""
+    def generator_side_variables(self, side: str) -> list:
+        """Variables that generator `side` ("A" or "B") updates: encoder + decoder."""
+        decoder = self.decoder_A if side == "A" else self.decoder_B
+        return self.encoder.trainable_variables + decoder.trainable_variables
+
+    @property
+    def optimizers(self) -> dict:
+        """{"g_a", "g_b", "d"}: the three Adams, in checkpoint order."""
+        return {
+            "g_a": self.g_optimizer_a,
+            "g_b": self.g_optimizer_b,
+            "d": self.d_optimizer,
+        }
+
+    def compile(self, mixed_precision=False, **kwargs):
+        """Three Adams (beta_1 0.5), as v2.2: one per generator (encoder + its decoder)
+        at lrG = 1e-4 x lr_factor, and one for the two discriminators at lrD = 2e-4 x
+        lr_factor (their variables are disjoint, so one Adam equals v2.2's two).
+        Wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds every optimizer
+        so its state can be restored before the first step."""
         super().compile(**kwargs)
         lr = self.loss_config.lr_factor
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-4 * lr, beta_1=0.5)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4 * lr, beta_1=0.5)
-        if mixed_precision:
-            self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
-            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
-        self.g_optimizer.build(self.generator_variables)
-        self.d_optimizer.build(self.discriminator_variables)
+
+        def adam(base, variables):
+            optimizer = keras.optimizers.Adam(base * lr, beta_1=0.5)
+            if mixed_precision:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(variables)
+            return optimizer
+
+        self.g_optimizer_a = adam(G_LEARNING_RATE, self.generator_side_variables("A"))
+        self.g_optimizer_b = adam(G_LEARNING_RATE, self.generator_side_variables("B"))
+        self.d_optimizer = adam(D_LEARNING_RATE, self.discriminator_variables)
 
     def set_stage(self, stage: Stage) -> None:
-        """Applies a stage's loss switches and learning-rate factor (Adam kept)."""
+        """Applies a stage's loss switches and learning-rate factor (Adam kept).
+
+        The stage's lr_factor multiplies the run's own `LossConfig.lr_factor`."""
         self.use_pl.assign(float(stage.use_PL))
         self.use_hinge.assign(float(stage.use_mask_hinge_loss))
         self.m_mask.assign(float(stage.m_mask))
-        self.g_optimizer.learning_rate.assign(1e-4 * stage.lr_factor)
-        self.d_optimizer.learning_rate.assign(2e-4 * stage.lr_factor)
+        factor = self.loss_config.lr_factor * stage.lr_factor
+        for name, optimizer in self.optimizers.items():
+            base = D_LEARNING_RATE if name == "d" else G_LEARNING_RATE
+            optimizer.learning_rate.assign(base * factor)
 
     def swap_decoders(self) -> None:
         """Exchanges the weights of decoder_A and decoder_B (v2.2 late-stage trick)."""
@@ -142,34 +158,38 @@ class FaceSwapGAN(keras.Model):
         return keras.random.beta((), 0.2, 0.2, seed=self.seed_generator)
 
     def _d_loss(self, net_d, decoder, warped, real):
+        """v2.2's `adversarial_loss`, D side, for the masked and the raw fake."""
         _, _, rgb, fake = self._generate(decoder, warped)
-        fakes = [ops.stop_gradient(fake), ops.stop_gradient(rgb)]
+        fake, rgb = ops.stop_gradient(fake), ops.stop_gradient(rgb)
         cond_real = ops.concatenate([real, warped], axis=-1)  # (B, R, R, 6)
         if self.loss_config.gan_training == "relativistic_avg_LSGAN":
+            # Masked fake: plain LSGAN; raw RGB: relativistic (fake target 0).
             pred_real = net_d(cond_real)
-            return sum(
-                losses.ralsgan_d(pred_real, net_d(ops.concatenate([f, warped], -1)))
-                for f in fakes
-            )
+            return losses.lsgan_d(
+                pred_real, net_d(ops.concatenate([fake, warped], -1))
+            ) + losses.ralsgan_d(pred_real, net_d(ops.concatenate([rgb, warped], -1)))
         lam = self._beta()
         return sum(
             losses.mixup_lsgan_d(
                 net_d(lam * cond_real + (1 - lam) * ops.concatenate([f, warped], -1)),
                 lam,
             )
-            for f in fakes
+            for f in (fake, rgb)
         )
 
     def _g_terms(self, net_d, decoder, other, warped, real, eyes):
         """Weighted generator terms of one side, by name (REFERENCE 1.3)."""
         w = self.loss_weights
         intermediates, alpha, rgb, fake = self._generate(decoder, warped)
-        preds = [net_d(ops.concatenate([f, warped], -1)) for f in (fake, rgb)]
+        pred_fake, pred_rgb = (
+            net_d(ops.concatenate([f, warped], -1)) for f in (fake, rgb)
+        )
+        adversarial = losses.lsgan_g(pred_fake)
         if self.loss_config.gan_training == "relativistic_avg_LSGAN":
             pred_real = net_d(ops.concatenate([real, warped], -1))
-            adversarial = sum(losses.ralsgan_g(pred_real, p) for p in preds)
+            adversarial = adversarial + losses.ralsgan_g(pred_real, pred_rgb)
         else:
-            adversarial = sum(losses.lsgan_g(p) for p in preds)
+            adversarial = adversarial + losses.lsgan_g(pred_rgb)
         terms = {
             "adversarial": w.w_D * adversarial,
             "reconstruction": w.w_recon
@@ -188,10 +208,12 @@ class FaceSwapGAN(keras.Model):
             "perceptual": self._perceptual(real, rgb, fake),
         }
         if self.loss_config.use_cyclic_loss:
-            _, _, rgb_other, _ = self._generate(other, warped)
+            # v2.2: the other generator runs on the real target; only this side's
+            # variables are stepped (the caller's tape), so `other` is not updated.
+            _, alpha_other, rgb_other, _ = self._generate(other, real)
             _, alpha_cycle, rgb_cycle, _ = self._generate(decoder, rgb_other)
             terms["cyclic"] = w.w_cyclic * losses.cyclic(
-                real, rgb_cycle, alpha_cycle, alpha
+                real, rgb_cycle, alpha_cycle, alpha_other
             )
         return terms
 
@@ -219,11 +241,17 @@ class FaceSwapGAN(keras.Model):
         optimizer.apply([g / replicas for g in grads], variables)
 
     def train_step(self, data):
-        """One D step, then one G step, on ((warped, target, eyes) of A, the same of B).
+        """One v2.2 iteration: both D steps on `d_batch`, then G_A and G_B on `g_batch`.
+
+        Args:
+            data: `(d_batch, g_batch)`, each `((warped, target, eyes) of A, the same of
+                B)`: faces `(B, R, R, 3)` float32 in [-1, 1], eyes `(B, R, R, 1)`.
+                v2.2 draws fresh batches for the D and the G steps.
 
         Returns every loss term by name: "d_a/total", "g_a/adversarial", ...
         """
-        (warped_a, real_a, eyes_a), (warped_b, real_b, eyes_b) = data
+        d_batch, g_batch = data
+        (warped_a, real_a, _), (warped_b, real_b, _) = d_batch
         # 1. Discriminators, both sides, on the current generators' outputs.
         with tf.GradientTape() as tape:
             d_a = self._d_loss(self.netDA, self.decoder_A, warped_a, real_a)
@@ -231,30 +259,24 @@ class FaceSwapGAN(keras.Model):
             d_total = d_a + d_b + sum(self.netDA.losses) + sum(self.netDB.losses)
             scaled = self._scale(self.d_optimizer, d_total)
         self._apply(self.d_optimizer, tape, scaled, self.discriminator_variables)
-        # 2. Generators: the shared encoder and both decoders in one step on A + B.
-        with tf.GradientTape() as tape:
-            g_a = self._g_terms(
-                self.netDA, self.decoder_A, self.decoder_B, warped_a, real_a, eyes_a
-            )
-            g_b = self._g_terms(
-                self.netDB, self.decoder_B, self.decoder_A, warped_b, real_b, eyes_b
-            )
-            decay = sum(
-                self.encoder.losses + self.decoder_A.losses + self.decoder_B.losses
-            )
-            g_total = sum(g_a.values()) + sum(g_b.values()) + decay
-            scaled = self._scale(self.g_optimizer, g_total)
-        self._apply(self.g_optimizer, tape, scaled, self.generator_variables)
-        # 3. Every term by name, for logs and plots.
-        logs = {
-            "d_a/total": d_a,
-            "d_b/total": d_b,
-            "g/weight_decay": decay,
-            "g/total": g_total,
-        }
-        for side, terms in (("g_a", g_a), ("g_b", g_b)):
-            logs.update({f"{side}/{k}": v for k, v in terms.items()})
-            logs[f"{side}/total"] = sum(terms.values())
+        logs = {"d_a/total": d_a, "d_b/total": d_b}
+        # 2. Generator A (encoder + decoder_A), then generator B (encoder + decoder_B).
+        sides = (
+            ("a", self.netDA, self.decoder_A, self.decoder_B, self.g_optimizer_a),
+            ("b", self.netDB, self.decoder_B, self.decoder_A, self.g_optimizer_b),
+        )
+        for (side, net_d, decoder, other, optimizer), batch in zip(sides, g_batch):
+            with tf.GradientTape() as tape:
+                terms = self._g_terms(net_d, decoder, other, *batch)
+                decay = sum(self.encoder.losses) + sum(decoder.losses)
+                total = sum(terms.values()) + decay
+                scaled = self._scale(optimizer, total)
+            variables = self.encoder.trainable_variables + decoder.trainable_variables
+            self._apply(optimizer, tape, scaled, variables)
+            logs.update({f"g_{side}/{k}": v for k, v in terms.items()})
+            logs[f"g_{side}/weight_decay"] = decay
+            logs[f"g_{side}/total"] = total
+        logs["g/total"] = logs["g_a/total"] + logs["g_b/total"]
         return logs
 
     @staticmethod
