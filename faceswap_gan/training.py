@@ -194,6 +194,7 @@ def train(
     progress: bool = True,
     dry_run: bool = False,
     stop_at: int | None = None,
+    max_seconds: float | None = None,
 ) -> Path:
     """Trains a FaceSwapGAN and returns the run folder.
 
@@ -205,6 +206,9 @@ def train(
         dry_run: print the resolved config and return before building anything.
         stop_at: stop (with a checkpoint) at this step, before `config.iterations`: a
             budget for one session; a later `resume=True` call goes on from there.
+        max_seconds: stop (with a checkpoint) after the first step that ends this
+            many seconds after the loop started in this call (a wall-time budget,
+            e.g. for a Colab session); None = no limit.
 
     Raises:
         FileExistsError: run_dir has checkpoints and resume is False (nothing is
@@ -247,6 +251,7 @@ def train(
             strategy,
             progress,
             min(stop_at or config.iterations, config.iterations),
+            max_seconds,
         )
     finally:
         keras.config.set_dtype_policy(policy)
@@ -277,7 +282,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in lines))
 
 
-def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
+def _loop(
+    model, run: _Run, strategy, progress: bool, stop_at: int, max_seconds=None
+) -> None:
     config = run.config
     data, previews, held_out = _datasets(
         config, run.step * BATCHES_PER_STEP * config.batch_size
@@ -306,10 +313,15 @@ def _loop(model, run: _Run, strategy, progress: bool, stop_at: int) -> None:
         desc="train",
         unit="it",
     )
+    if evaluate is not None and run.step == 0:  # the untrained model, for reference
+        _report(model, run, {k: [v] for k, v in evaluate().items()}, previews, writer)
+    deadline = None if max_seconds is None else time.time() + max_seconds
     while run.step < stop_at:
         _enter_stage(model, run, entering_from_saved=False)
         logs = step_fn(next(iterator), next(iterator))
         run.step += 1
+        if deadline is not None and time.time() >= deadline:
+            stop_at = run.step
         for key, value in logs.items():
             window[key].append(float(value))
         bar.update(1)

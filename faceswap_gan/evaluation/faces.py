@@ -212,8 +212,21 @@ def attributes(input_points: np.ndarray, swap_points: np.ndarray, size: int) -> 
     }
 
 
+SATURATION = 0.99  # |RGB| beyond this in [-1, 1]: tanh's flat tails.
+
+
+def saturated_fraction(rgb: np.ndarray) -> float:
+    """Share of `(..., 3)` RGB values in [-1, 1] beyond +-0.99 (0 to 1): near 1 the
+    generator paints flat saturated colour, where tanh's gradient vanishes."""
+    return float(np.mean(np.abs(np.asarray(rgb)) > SATURATION))
+
+
 def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
-    """Cheap quality figures for logging during training, on a fixed face set.
+    """Quality figures for logging during training, on a fixed held-out face set.
+
+    For each direction ("AtoB": A's faces through decoder B), identity is scored by
+    cosine similarity to the centroids of the given real faces of A and of B, for the
+    raw generator RGB and for the alpha composite (what a conversion pastes).
 
     Args:
         model: FaceSwapGAN (training or not).
@@ -226,29 +239,53 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
             so its margins of swaps are biased upwards).
 
     Returns:
-        {"eval/identity_margin_AtoB", "eval/identity_margin_BtoA": mean identity
-         margin (cos to the target centroid - cos to the source centroid, centroids of
-         the given real faces), "eval/masked_psnr_A", "eval/masked_psnr_B": mean PSNR
-         (dB) of the A->A / B->B generator RGB inside its alpha mask} as floats.
+        dict of floats:
+        - "eval/psnr_A", "eval/psnr_B": mean PSNR (dB) of the A->A / B->B raw
+          generator RGB against the input, whole crop;
+        - "eval/masked_psnr_A", "eval/masked_psnr_B": the same inside the alpha mask
+          (NaN faces, alpha all 0, are skipped);
+        - per direction D in ("AtoB", "BtoA"):
+          "eval/saturated_D" (share of raw RGB values beyond +-0.99),
+          "eval/alpha_mean_D" (mean alpha), "eval/alpha_coverage_D" (share of pixels
+          with alpha > 0.5),
+          "eval/id_raw_target_D", "eval/id_raw_source_D" (mean cosine of the raw RGB
+          swaps to the target's / source's centroid),
+          "eval/id_swap_target_D", "eval/id_swap_source_D" (the same for the
+          composites), "eval/identity_margin_D" (composite: target - source).
     """
     real = {
         "A": np.asarray(held_out_a, np.float32),
         "B": np.asarray(held_out_b, np.float32),
     }
-    uint8 = {k: from_model_range(v) for k, v in real.items()}
-    embeddings = {k: embedder.embed(v) for k, v in uint8.items()}
+    centroids = {
+        k: metrics.centroid(embedder.embed(from_model_range(v)))
+        for k, v in real.items()
+    }
     out = {}
-    for person in ("A", "B"):
-        swapped = swap_faces(model, uint8[person], person)
-        embeddings[f"swap_{person}"] = embedder.embed(swapped)
-        margin = identity(embeddings, person)["margin"]
-        out[f"eval/identity_margin_{DIRECTIONS[person]}"] = float(np.mean(margin))
     for person in ("A", "B"):
         alpha, rgb, _ = model.transform(real[person], person)
         target, rgb = metrics.to_unit_range(real[person]), metrics.to_unit_range(rgb)
+        out[f"eval/psnr_{person}"] = float(
+            np.mean([metrics.masked_psnr(t, p) for t, p in zip(target, rgb)])
+        )
         psnr = [
             metrics.masked_psnr(t, p, m)
             for t, p, m in zip(target, rgb, alpha, strict=True)
         ]
         out[f"eval/masked_psnr_{person}"] = float(np.nanmean(psnr))
+    for person in ("A", "B"):
+        direction, other = DIRECTIONS[person], SIDES[person]
+        alpha, rgb, composite = model.swap(real[person], direction)
+        out[f"eval/saturated_{direction}"] = saturated_fraction(rgb)
+        out[f"eval/alpha_mean_{direction}"] = float(alpha.mean())
+        out[f"eval/alpha_coverage_{direction}"] = float(np.mean(alpha > 0.5))
+        for kind, images in (("raw", rgb), ("swap", composite)):
+            embedded = embedder.embed(from_model_range(images))
+            for role, who in (("target", other), ("source", person)):
+                cos = metrics.cosine_similarity(embedded, centroids[who])
+                out[f"eval/id_{kind}_{role}_{direction}"] = float(np.mean(cos))
+        out[f"eval/identity_margin_{direction}"] = (
+            out[f"eval/id_swap_target_{direction}"]
+            - out[f"eval/id_swap_source_{direction}"]
+        )
     return out
