@@ -163,6 +163,31 @@ def _enter_stage(model, run: _Run, entering_from_saved: bool) -> None:
     run.stage = new
 
 
+def schedule_summary(config: TrainConfig) -> str:
+    """One line saying what the schedule will change and when (nothing is silent).
+
+    Example: "Schedule v2.2 over 40000 iterations, from the LossConfig, then at step
+    7850: PL on, L1 mask, lr x1.0; ... (lr factors multiply lr_factor 1.0)."
+    """
+    stages = SCHEDULES[config.schedule]
+    if not stages:
+        return (
+            f"Schedule constant: the LossConfig throughout ({config.iterations} its)."
+        )
+    parts = [
+        f"{s.trigger(config.iterations)}: PL {'on' if s.use_PL else 'off'}, "
+        + (f"hinge {s.m_mask}" if s.use_mask_hinge_loss else "L1 mask")
+        + f", lr x{s.lr_factor}"
+        + (", swap decoders" if s.swap_decoders else "")
+        for s in stages
+    ]
+    return (
+        f"Schedule {config.schedule} over {config.iterations} iterations, from the "
+        f"LossConfig, then at step " + "; ".join(parts) + f" (lr factors multiply "
+        f"lr_factor {config.loss.lr_factor})."
+    )
+
+
 def check_resumable(config: TrainConfig, saved: dict) -> None:
     """Refuses to resume a run under settings that would silently change its course.
 
@@ -218,6 +243,7 @@ def train(
     """
     run_dir = Path(config.run_dir)
     print(to_json(config))
+    print(schedule_summary(config))
     if dry_run:
         return run_dir
     has_ckpt = (run_dir / "checkpoints" / checkpoints.POINTER).is_file()
