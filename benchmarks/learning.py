@@ -14,7 +14,8 @@ the trainer's periodic evaluation (`faceswap_gan.evaluation.evaluate_periodic`) 
 - alpha mean and coverage (share of pixels with alpha > 0.5) of the swaps;
 - identity similarity by the independent scorer (MobileFaceNet, never seen by the
   losses): cosine of the raw and of the composited A->B swaps to B's and to A's
-  centroid of held-out real faces (and B->A the other way round).
+  centroid of held-out real faces (and B->A the other way round); "realA>B" is the
+  source faces' own cosine to B, the baseline that a swap must beat.
 
 The table goes to stdout and, as JSON lines, to `<run>/metrics.jsonl` (keys
 "eval/...").  `--schedule` defaults to the preset's (v2.2 for standard, the Colab
@@ -39,6 +40,7 @@ COLUMNS = (  # (metrics key without "eval/", header, format)
     ("id_raw_source_AtoB", "raw>A", "{:6.3f}"),
     ("id_swap_target_AtoB", "swap>B", "{:6.3f}"),
     ("id_swap_source_AtoB", "swap>A", "{:6.3f}"),
+    ("id_real_target_AtoB", "realA>B", "{:7.3f}"),
     ("id_raw_target_BtoA", "rawBA>A", "{:7.3f}"),
 )
 
@@ -84,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-self-attn", action="store_true", help="the preset without SAGAN blocks"
     )
+    parser.add_argument("--norm", help="the preset with another normalisation")
+    parser.add_argument("--lr-factor", type=float, default=1.0)
     parser.add_argument(
         "--m-mask",
         type=float,
@@ -105,12 +109,18 @@ def main(argv=None) -> int:
         overrides["batch_size"] = args.batch_size
     if args.schedule:
         overrides["schedule"] = args.schedule
+    arch = PRESETS[args.preset]
     if args.no_self_attn:
-        overrides["arch"] = dataclasses.replace(
-            PRESETS[args.preset], use_self_attn=False
-        )
-    if args.m_mask is not None:
-        overrides["loss"] = LossConfig(use_mask_hinge_loss=True, m_mask=args.m_mask)
+        arch = dataclasses.replace(arch, use_self_attn=False)
+    if args.norm:
+        arch = dataclasses.replace(arch, norm=args.norm)
+    overrides["arch"] = arch
+    hinge = args.m_mask is not None
+    overrides["loss"] = LossConfig(
+        use_mask_hinge_loss=hinge,
+        m_mask=args.m_mask if hinge else 0.0,
+        lr_factor=args.lr_factor,
+    )
     run_dir = args.work_dir / f"run-{args.preset}-{int(time.time())}"
     config = TrainConfig.from_preset(
         args.preset,

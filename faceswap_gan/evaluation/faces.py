@@ -251,16 +251,16 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
           "eval/id_raw_target_D", "eval/id_raw_source_D" (mean cosine of the raw RGB
           swaps to the target's / source's centroid),
           "eval/id_swap_target_D", "eval/id_swap_source_D" (the same for the
-          composites), "eval/identity_margin_D" (composite: target - source).
+          composites), "eval/id_real_target_D" (the source faces themselves to the
+          target's centroid: the baseline a swap must beat),
+          "eval/identity_margin_D" (composite: target - source).
     """
     real = {
         "A": np.asarray(held_out_a, np.float32),
         "B": np.asarray(held_out_b, np.float32),
     }
-    centroids = {
-        k: metrics.centroid(embedder.embed(from_model_range(v)))
-        for k, v in real.items()
-    }
+    embedded_real = {k: embedder.embed(from_model_range(v)) for k, v in real.items()}
+    centroids = {k: metrics.centroid(v) for k, v in embedded_real.items()}
     out = {}
     for person in ("A", "B"):
         alpha, rgb, _ = model.transform(real[person], person)
@@ -284,6 +284,9 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
             for role, who in (("target", other), ("source", person)):
                 cos = metrics.cosine_similarity(embedded, centroids[who])
                 out[f"eval/id_{kind}_{role}_{direction}"] = float(np.mean(cos))
+        out[f"eval/id_real_target_{direction}"] = float(
+            np.mean(metrics.cosine_similarity(embedded_real[person], centroids[other]))
+        )
         out[f"eval/identity_margin_{direction}"] = (
             out[f"eval/id_swap_target_{direction}"]
             - out[f"eval/id_swap_source_{direction}"]
