@@ -70,15 +70,17 @@ def parameters(model: FaceSwapGAN) -> dict[str, int]:
 
 
 def batch_spec(size: int, batch_size: int):
-    """TensorSpecs of ((warped, target, eyes)_A, (warped, target, eyes)_B)."""
+    """TensorSpecs of one train_step input: (D batch, G batch), each
+    ((warped, target, eyes)_A, (warped, target, eyes)_B)."""
     side = tuple(
         tf.TensorSpec((batch_size, size, size, c), tf.float32) for c in (3, 3, 1)
     )
-    return (side, side)
+    return ((side, side), (side, side))
 
 
 def random_batches(size: int, batch_size: int, count: int, seed: int = 0):
-    """`count` random training batches as tensors (faces in [-1, 1], masks 0 or 1)."""
+    """`count` random train_step inputs (D batch, G batch) as tensors (faces in
+    [-1, 1], masks 0 or 1)."""
     rng = np.random.default_rng(seed)
 
     def side():
@@ -86,7 +88,7 @@ def random_batches(size: int, batch_size: int, count: int, seed: int = 0):
         eyes = rng.uniform(0, 1, (batch_size, size, size, 1)) > 0.9
         return tuple(tf.constant(a, tf.float32) for a in (*faces, eyes))
 
-    return [(side(), side()) for _ in range(count)]
+    return [((side(), side()), (side(), side())) for _ in range(count)]
 
 
 def graph_flops(graph: tf.Graph) -> tuple[float, dict[str, float]]:
