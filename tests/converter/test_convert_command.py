@@ -22,7 +22,7 @@ def run_dir(tiny_model, tmp_path_factory):
     from faceswap_gan.checkpoints import save_checkpoint
 
     run = tmp_path_factory.mktemp("run")
-    if getattr(tiny_model, "g_optimizer", None) is None:
+    if getattr(tiny_model, "d_optimizer", None) is None:
         tiny_model.compile()
     save_checkpoint(tiny_model, run / "checkpoints", {"step": 1})
     return run
