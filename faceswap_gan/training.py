@@ -39,7 +39,11 @@ def needs_perceptual(config: TrainConfig) -> bool:
 
 
 def build_model(config: TrainConfig) -> FaceSwapGAN:
-    """Compiled FaceSwapGAN for `config` (with the perceptual model if needed)."""
+    """Compiled FaceSwapGAN for `config` (with the perceptual model if needed).
+
+    The initial weights are drawn after `keras.utils.set_random_seed(config.seed)`, so
+    one config builds the same starting model in every process."""
+    keras.utils.set_random_seed(config.seed)
     perceptual = None
     if needs_perceptual(config):
         from faceswap_gan.perceptual import build_perceptual_model
