@@ -89,6 +89,9 @@ def main(argv=None) -> int:
     parser.add_argument("--norm", help="the preset with another normalisation")
     parser.add_argument("--lr-factor", type=float, default=1.0)
     parser.add_argument(
+        "--use-pl", action="store_true", help="perceptual loss from the start"
+    )
+    parser.add_argument(
         "--m-mask",
         type=float,
         help="hinge alpha loss with this margin from the start (the run's LossConfig)",
@@ -120,6 +123,7 @@ def main(argv=None) -> int:
         use_mask_hinge_loss=hinge,
         m_mask=args.m_mask if hinge else 0.0,
         lr_factor=args.lr_factor,
+        use_PL=args.use_pl,
     )
     run_dir = args.work_dir / f"run-{args.preset}-{int(time.time())}"
     config = TrainConfig.from_preset(

@@ -48,6 +48,9 @@ def test_demo_extracts_trains_converts_and_resumes(tmp_path):
     run_dir = out / "run-tiny"
     for path in (video, run_dir / "previews", run_dir / "loss.png"):
         assert str(path) in stdout  # the demo says where its results are
+    # ... and how the swap scores: every one of the 10 frames has a face.
+    assert "closer to B than the source face on" in stdout
+    assert "% of 10 frames with a face" in stdout
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
@@ -81,7 +84,11 @@ def test_demo_train_config_points_at_the_extracted_faces(tmp_path):
     assert config.masks_b == str(tmp_path / "faces_b" / "faces" / "binary_masks_eyes")
     assert config.run_dir == str(tmp_path / "run-lite")
     assert (config.iterations, config.display_iters) == (50, 5)
-    assert config.arch.model_capacity == "lite" and config.schedule == "colab_demo"
+    # The demo's documented choices (faceswap_gan.demo module doc).
+    assert config.arch.model_capacity == "lite" and not config.arch.use_self_attn
+    assert config.arch.norm == "instancenorm_v22" and config.schedule == "constant"
+    assert config.loss.use_mask_hinge_loss and config.loss.m_mask == 0.5
+    assert config.loss.lr_factor == 5.0 and not config.loss.use_PL
 
 
 @pytest.mark.parametrize(

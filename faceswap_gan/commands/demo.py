@@ -3,7 +3,8 @@
 Extracts the faces of the two bundled clips (faceswap_gan/data/samples/person_a.mp4 and
 person_b.mp4), trains the lite model briefly and converts person_a.mp4 so that A wears
 B's face, side by side with the original and labelled SYNTHETIC. Prints where the
-video, the training previews and the loss plot are. Run it again with the same --output
+video, the training previews and the loss plot are, and on what share of frames the
+swapped face is closer to person B than the source face (MobileFaceNet scorer). Run it again with the same --output
 to reuse the faces and resume the training (a larger --iterations trains further).
 
 Examples:
@@ -41,8 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--iterations",
         type=int,
         default=DEFAULT_ITERATIONS,
-        help=f"training iterations (default {DEFAULT_ITERATIONS}: minutes on a CPU, "
-        "the swap has barely started; 20000+ on a GPU for a good one)",
+        help=f"training iterations (default {DEFAULT_ITERATIONS}: a first, blurry "
+        "swap in minutes on a CPU; 20000+ on a GPU for a good one)",
     )
     add(
         "--every",
