@@ -4,8 +4,9 @@ Extracts the faces of the two bundled clips (faceswap_gan/data/samples/person_a.
 person_b.mp4), trains the lite model briefly and converts person_a.mp4 so that A wears
 B's face, side by side with the original and labelled SYNTHETIC. Prints where the
 video, the training previews and the loss plot are, and on what share of frames the
-swapped face is closer to person B than the source face (MobileFaceNet scorer). Run it again with the same --output
-to reuse the faces and resume the training (a larger --iterations trains further).
+swapped face is closer to person B than the source face (MobileFaceNet scorer). Run
+it again with the same --output to reuse the faces and resume the training (a larger
+--iterations trains further).
 
 Examples:
     python -m faceswap_gan demo
