@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import prepare_faces, table  # noqa: E402  (benchmarks/learning.py)
+from learning import learning_config, table  # noqa: E402  (benchmarks/learning.py)
 
 HEADLINE = (  # eval keys whose change from step 0 the report states
     "psnr_A",
@@ -157,33 +157,23 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    import keras
-
-    from faceswap_gan.config import TrainConfig
     from faceswap_gan.dataset import FaceSet
     from faceswap_gan.previews import read_metrics
     from faceswap_gan.training import held_out_count, train
 
     device = device_name()
     print(f"device: {device}", flush=True)
-    faces_a, faces_b = prepare_faces(args.work_dir)
     run_dir = args.run_dir or args.work_dir / f"run-standard-{int(time.time())}"
-    config = TrainConfig.from_preset(
+    config = learning_config(
         "standard",
-        faces_a=str(faces_a / "aligned_faces"),
-        faces_b=str(faces_b / "aligned_faces"),
-        masks_a=str(faces_a / "binary_masks_eyes"),
-        masks_b=str(faces_b / "binary_masks_eyes"),
-        run_dir=str(run_dir),
+        args.work_dir,
+        run_dir,
+        args.every,
         iterations=args.iterations,
         batch_size=args.batch_size,
-        display_iters=args.every,
-        eval_every=args.every,
-        backup_iters=0,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
     )
-    keras.utils.set_random_seed(args.seed)  # the networks' initial weights
     resume = (run_dir / "checkpoints" / "latest").is_file()
     started = time.time()
     train(

@@ -60,6 +60,27 @@ def prepare_faces(work_dir: Path, every: int = 2) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+def learning_config(preset: str, work_dir: Path, run_dir: Path, every: int, **fields):
+    """TrainConfig of `preset` on the faces `prepare_faces` put in `work_dir`, with
+    the periodic evaluation, previews and checkpoints every `every` iterations and no
+    backups; `fields` override any other TrainConfig field."""
+    from faceswap_gan.config import TrainConfig
+
+    faces_a, faces_b = prepare_faces(work_dir)
+    return TrainConfig.from_preset(
+        preset,
+        faces_a=str(faces_a / "aligned_faces"),
+        faces_b=str(faces_b / "aligned_faces"),
+        masks_a=str(faces_a / "binary_masks_eyes"),
+        masks_b=str(faces_b / "binary_masks_eyes"),
+        run_dir=str(run_dir),
+        display_iters=every,
+        eval_every=every,
+        backup_iters=0,
+        **fields,
+    )
+
+
 def table(rows: list[dict]) -> str:
     """Fixed-width table of the eval rows (step, seconds, then COLUMNS)."""
     head = f"{'step':>6} {'sec':>7} " + " ".join(h for _, h, _ in COLUMNS)
@@ -103,10 +124,9 @@ def main(argv=None) -> int:
 
     import dataclasses
 
-    from faceswap_gan.config import PRESETS, LossConfig, TrainConfig
+    from faceswap_gan.config import PRESETS, LossConfig
     from faceswap_gan.training import train
 
-    faces_a, faces_b = prepare_faces(args.work_dir)
     overrides = {}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
@@ -126,17 +146,12 @@ def main(argv=None) -> int:
         use_PL=args.use_pl,
     )
     run_dir = args.work_dir / f"run-{args.preset}-{int(time.time())}"
-    config = TrainConfig.from_preset(
+    config = learning_config(
         args.preset,
-        faces_a=str(faces_a / "aligned_faces"),
-        faces_b=str(faces_b / "aligned_faces"),
-        masks_a=str(faces_a / "binary_masks_eyes"),
-        masks_b=str(faces_b / "binary_masks_eyes"),
-        run_dir=str(run_dir),
+        args.work_dir,
+        run_dir,
+        args.every,
         iterations=args.iterations,
-        display_iters=args.every,
-        eval_every=args.every,
-        backup_iters=0,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
         **overrides,

@@ -96,7 +96,25 @@ def face_chip(
         `(size, size, 3)` uint8 RGB; outside the image is black, as in dlib.
     """
     points = np.asarray(landmarks68, np.float64)[list(CHIP_POINT_INDICES)]
-    matrix = umeyama(points, chip_template(size))[:2]  # (2, 3) image -> chip
+    return warp_chip(image, points, chip_template(size), size)
+
+
+def warp_chip(
+    image: np.ndarray, points: np.ndarray, template: np.ndarray, size: int
+) -> np.ndarray:
+    """Warps `image` so that `points` land on `template` (least-squares similarity,
+    Umeyama) in a `size` x `size` chip; bilinear, black outside the image.
+
+    Args:
+        image: `(H, W, 3)` uint8 RGB.
+        points: `(K, 2)` float (x, y) pixels in `image`.
+        template: `(K, 2)` float (x, y) pixels in the chip.
+        size: int. Chip side in pixels.
+
+    Returns:
+        `(size, size, 3)` uint8 RGB.
+    """
+    matrix = umeyama(np.asarray(points, np.float64), template)[:2]  # image -> chip
     return cv2.warpAffine(
         image,
         matrix,

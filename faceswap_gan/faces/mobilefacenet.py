@@ -64,11 +64,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from faceswap_gan.faces.alignment import umeyama
-from faceswap_gan.faces.identity import check_faces, refined_landmarks
+from faceswap_gan.faces.identity import check_faces, refined_landmarks, warp_chip
 
 MOBILEFACENET_INPUT_SIZE = 112
 EMBEDDING_SIZE = 192
@@ -150,16 +148,7 @@ def arcface_chip(image: np.ndarray, points5: np.ndarray) -> np.ndarray:
     points5 = np.asarray(points5, np.float64)
     if points5.shape != (5, 2):
         raise ValueError(f"points5 must be (5, 2); got {points5.shape}.")
-    matrix = umeyama(points5, ARCFACE_TEMPLATE)[:2]  # (2, 3) image -> chip
-    size = MOBILEFACENET_INPUT_SIZE
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    return warp_chip(image, points5, ARCFACE_TEMPLATE, MOBILEFACENET_INPUT_SIZE)
 
 
 def normalise_chips(chips: np.ndarray) -> np.ndarray:
