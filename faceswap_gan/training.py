@@ -200,12 +200,17 @@ def check_resumable(config: TrainConfig, saved: dict) -> None:
         saved: the checkpoint's config.json (a TrainConfig dict).
 
     Raises:
-        ValueError: iterations, batch_size or schedule differ (they place every stage
-            boundary and the data position), naming each and both values.
+        ValueError: batch_size or schedule differ (they fix the data position and the
+            stages), or iterations differ under a schedule with stages (they place
+            every stage boundary), naming each and both values. Under the "constant"
+            schedule more iterations just train further.
     """
+    names = ["batch_size", "schedule"]
+    if SCHEDULES[config.schedule]:
+        names.append("iterations")
     changed = [
         f"{name} {saved.get(name)!r} -> {getattr(config, name)!r}"
-        for name in ("iterations", "batch_size", "schedule")
+        for name in names
         if name in saved and saved[name] != getattr(config, name)
     ]
     if changed:
