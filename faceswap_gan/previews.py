@@ -59,7 +59,7 @@ def plot_losses(metrics_path: str | Path, output: str | Path) -> Path:
 
     rows = read_metrics(metrics_path)
     groups: dict[str, list[str]] = defaultdict(list)
-    for key in rows[0] if rows else []:
+    for key in dict.fromkeys(key for row in rows for key in row):  # all rows' keys
         if "/" in key:
             groups[key.split("/")[0]].append(key)
     fig = Figure(figsize=(4 * max(1, len(groups)), 3.2))

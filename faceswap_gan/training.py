@@ -349,7 +349,7 @@ def _loop(
         unit="it",
     )
     if evaluate is not None and run.step == 0:  # the untrained model, for reference
-        _report(model, run, {k: [v] for k, v in evaluate().items()}, previews, writer)
+        _log_row(model, run, {k: [v] for k, v in evaluate().items()}, writer)
     deadline = None if max_seconds is None else time.time() + max_seconds
     while run.step < stop_at:
         _enter_stage(model, run, entering_from_saved=False)
@@ -379,8 +379,8 @@ def _loop(
     bar.close()
 
 
-def _report(model, run: _Run, window, previews, writer) -> None:
-    """Appends a metrics line; writes previews, the loss plot and the checkpoint."""
+def _log_row(model, run: _Run, window, writer) -> None:
+    """Appends a metrics line (window means) and writes it to TensorBoard."""
     row = {
         "step": run.step,
         "stage": run.stage,
@@ -396,6 +396,11 @@ def _report(model, run: _Run, window, previews, writer) -> None:
             for key, value in row.items():
                 if "/" in key:
                     tf.summary.scalar(key, value, step=run.step)
+
+
+def _report(model, run: _Run, window, previews, writer) -> None:
+    """Appends a metrics line; writes previews, the loss plot and the checkpoint."""
+    _log_row(model, run, window, writer)
     save_preview(model, *previews, run.dir / "previews", run.step)
     plot_losses(run.dir / "metrics.jsonl", run.dir / "loss.png")
     run.save(model)

@@ -11,7 +11,13 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from faceswap_gan.evaluation import faces as face_eval
 from faceswap_gan.evaluation import geometry, metrics
 from faceswap_gan.evaluation.report import REPORT_KEYS
-from faceswap_gan.images import list_images, read_image, resize_faces, to_model_range
+from faceswap_gan.images import (
+    from_model_range,
+    list_images,
+    read_image,
+    resize_faces,
+    to_model_range,
+)
 
 SAMPLES = Path(__file__).resolve().parents[1] / "faceswap_gan" / "data" / "samples"
 
@@ -207,19 +213,29 @@ def tiny_model():
     return FaceSwapGAN(PRESETS["tiny"])
 
 
-def test_evaluate_periodic_returns_the_four_figures(tiny_model, embedder, crops):
+def test_evaluate_periodic_returns_its_figures(tiny_model, embedder, crops):
     held_out = {k: to_model_range(resize_faces(v[:3], 64)) for k, v in crops.items()}
     out = face_eval.evaluate_periodic(
         tiny_model, held_out["A"], held_out["B"], embedder
     )
+    per_direction = (
+        "saturated alpha_mean alpha_coverage id_raw_target id_raw_source "
+        "id_swap_target id_swap_source id_real_target identity_margin"
+    ).split()
     assert set(out) == {
-        "eval/identity_margin_AtoB",
-        "eval/identity_margin_BtoA",
-        "eval/masked_psnr_A",
-        "eval/masked_psnr_B",
-    }
+        f"eval/{name}_{d}" for name in per_direction for d in ("AtoB", "BtoA")
+    } | {f"eval/{n}_{p}" for n in ("psnr", "masked_psnr") for p in "AB"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in out.values())
-    assert all(-2 <= out[f"eval/identity_margin_{d}"] <= 2 for d in ("AtoB", "BtoA"))
+    for d in ("AtoB", "BtoA"):
+        assert -2 <= out[f"eval/identity_margin_{d}"] <= 2
+        assert out[f"eval/identity_margin_{d}"] == pytest.approx(
+            out[f"eval/id_swap_target_{d}"] - out[f"eval/id_swap_source_{d}"]
+        )
+        assert 0 <= out[f"eval/saturated_{d}"] <= 1
+    # A's faces are another person than B's: closer to A's own centroid than to B's.
+    own = embedder.embed(from_model_range(held_out["A"]))
+    own_cos = metrics.cosine_similarity(own, metrics.centroid(own)).mean()
+    assert out["eval/id_real_target_AtoB"] < own_cos
 
 
 def test_reconstruction_with_all_zero_alpha_gives_exact_composite(faces_a):

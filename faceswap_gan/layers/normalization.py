@@ -46,12 +46,14 @@ class V22InstanceNormalization(keras.layers.Layer):
         self.beta = self.add_weight(shape=(1,), initializer="zeros", name="beta")
 
     def call(self, inputs):
+        # Statistics in float32 (under mixed precision a float16 variance can come
+        # out negative or overflow); the result in the input's dtype.
+        x = ops.cast(inputs, "float32")
         axes = tuple(range(1, len(inputs.shape)))
-        mean = ops.mean(inputs, axis=axes, keepdims=True)
-        std = ops.std(inputs, axis=axes, keepdims=True)
-        gamma = ops.cast(self.gamma, inputs.dtype)
-        beta = ops.cast(self.beta, inputs.dtype)
-        return gamma * (inputs - mean) / (std + self.epsilon) + beta
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        std = ops.sqrt(ops.maximum(ops.var(x, axis=axes, keepdims=True), 0.0))
+        out = self.gamma * (x - mean) / (std + self.epsilon) + self.beta
+        return ops.cast(out, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
