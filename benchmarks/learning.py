@@ -9,7 +9,8 @@ every 2nd frame), cached in `--work-dir`. The last 10 % of each person's faces (
 are held out of training (`TrainConfig.eval_every`). Every K iterations, and at step 0,
 the trainer's periodic evaluation (`faceswap_gan.evaluation.evaluate_periodic`) logs:
 
-- PSNR (dB) of the A->A and B->B raw reconstructions of the held-out faces, whole crop;
+- PSNR (dB) of the A->A and B->B raw reconstructions of the held-out faces, whole crop
+  ("PSNR") and inside the generator's alpha mask ("mPSNR");
 - the share of saturated raw RGB values (|x| > 0.99) of the swaps;
 - alpha mean and coverage (share of pixels with alpha > 0.5) of the swaps;
 - identity similarity by the independent scorer (MobileFaceNet, never seen by the
@@ -33,6 +34,8 @@ from pathlib import Path
 COLUMNS = (  # (metrics key without "eval/", header, format)
     ("psnr_A", "PSNR A", "{:6.2f}"),
     ("psnr_B", "PSNR B", "{:6.2f}"),
+    ("masked_psnr_A", "mPSNR A", "{:7.2f}"),
+    ("masked_psnr_B", "mPSNR B", "{:7.2f}"),
     ("saturated_AtoB", "sat", "{:5.3f}"),
     ("alpha_mean_AtoB", "a_mean", "{:6.3f}"),
     ("alpha_coverage_AtoB", "a_cov", "{:5.3f}"),
