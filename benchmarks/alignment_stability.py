@@ -53,14 +53,9 @@ SMOOTHERS = {"kalman 1e-3": ("kalman", 1e-3), "ema 0.65": ("ema", 0.65)}
 
 
 def read_frames(path: Path, count: int) -> list:
-    from converter.video import VideoReader
+    from faceswap_gan.faces.extract import iter_video_frames
 
-    frames = []
-    for frame in VideoReader(path):
-        frames.append(frame)
-        if len(frames) == count:
-            break
-    return frames
+    return [frame for _, frame in iter_video_frames(path, 1, count)]
 
 
 def detect(frames: list) -> tuple:
