@@ -271,8 +271,9 @@ class FaceSwapGAN(keras.Model):
                 decay = sum(self.encoder.losses) + sum(decoder.losses)
                 total = sum(terms.values()) + decay
                 scaled = self._scale(optimizer, total)
-            variables = self.encoder.trainable_variables + decoder.trainable_variables
-            self._apply(optimizer, tape, scaled, variables)
+            self._apply(
+                optimizer, tape, scaled, self.generator_side_variables(side.upper())
+            )
             logs.update({f"g_{side}/{k}": v for k, v in terms.items()})
             logs[f"g_{side}/weight_decay"] = decay
             logs[f"g_{side}/total"] = total
