@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from faceswap_gan.config import from_dict as config_from_dict
+from faceswap_gan.errors import FaceswapError
 
 
 class ColorCorrectionType(enum.Enum):
@@ -118,17 +119,19 @@ def parse_enum(
         except ValueError:
             pass
     allowed = ", ".join(m.name for m in enum_type)
-    raise ValueError(f"{field} must be one of {allowed} (or its name); got {value!r}.")
+    raise FaceswapError(
+        f"{field} must be one of {allowed} (or its name); got {value!r}."
+    )
 
 
 def _check_range(name: str, value: Any, low: float, high: float, closed: str) -> None:
     """Raises ValueError unless low (<|<=) value (<|<=) high, as `closed` says."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number; got {value!r}.")
+        raise FaceswapError(f"{name} must be a number; got {value!r}.")
     ok_low = value >= low if closed[0] == "[" else value > low
     ok_high = value <= high if closed[1] == "]" else value < high
     if not (ok_low and ok_high):
-        raise ValueError(
+        raise FaceswapError(
             f"{name} must be in {closed[0]}{low}, {high}{closed[1]}; got {value!r}."
         )
 
@@ -171,7 +174,7 @@ class ConverterConfig:
             object.__setattr__(self, name, value)
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(
+                raise FaceswapError(
                     f"{name} must be True or False; got {getattr(self, name)!r}."
                 )
         _check_range("roi_coverage", self.roi_coverage, 0, 1, "()")
@@ -221,9 +224,9 @@ class ConverterConfig:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from error
+            raise FaceswapError(f"{path} is not valid JSON: {error}") from error
         if not isinstance(data, dict):
-            raise ValueError(
+            raise FaceswapError(
                 f"{path} must hold a JSON object of ConverterConfig fields."
             )
         return cls.from_dict(data)
@@ -257,7 +260,7 @@ def _parse_image_shape(value: Any) -> tuple[int, int, int]:
         or shape[0] not in IMAGE_SIZES
         or shape[2] != 3
     ):
-        raise ValueError(
+        raise FaceswapError(
             f"image_shape must be (S, S, 3) with S in {IMAGE_SIZES}; got {value!r}."
         )
     return shape

@@ -44,6 +44,7 @@ from converter.config import ConverterConfig, SegmentationType
 from converter.smoothing import FaceTracker, KalmanBoxSmoother, MovingAverageBoxSmoother
 from converter.transformer import FaceTransformer
 from converter.video import VideoReader, VideoWriter
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points
 
 
@@ -161,7 +162,7 @@ class VideoConverter:
         self, model, config: ConverterConfig, detector=None, landmark_detector=None
     ):
         if int(model.image_size) != config.image_size:
-            raise ValueError(
+            raise FaceswapError(
                 f"config.image_shape {config.image_shape} does not match the model's "
                 f"{model.image_size}x{model.image_size} input; set "
                 f"image_shape=({model.image_size}, {model.image_size}, 3)."
@@ -300,12 +301,14 @@ class VideoConverter:
             ValueError: unreadable input, `max_frames` < 1, or output == input.
         """
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
-            raise ValueError(
+            raise FaceswapError(
                 f"max_frames must be a positive int or None; got {max_frames!r}."
             )
         reader = VideoReader(input_path)
         if Path(output_path).resolve() == reader.path.resolve():
-            raise ValueError(f"output_path must differ from input_path ({input_path}).")
+            raise FaceswapError(
+                f"output_path must differ from input_path ({input_path})."
+            )
         report = ConversionReport(str(input_path), str(output_path))
         self.tracker.reset()
         self.seconds = defaultdict(float)

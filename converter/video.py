@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
+
 SYNTHETIC_COMMENT = "synthetic media: face swapped with faceswap-GAN"
 SYNTHETIC_METADATA = {
     "comment": SYNTHETIC_COMMENT,
@@ -31,10 +33,10 @@ def _open_input(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as error:
-        raise ValueError(f"Cannot read video {path}: {error}") from error
+        raise FaceswapError(f"Cannot read video {path}: {error}") from error
     if not container.streams.video:
         container.close()
-        raise ValueError(f"Cannot read video {path}: it has no video stream.")
+        raise FaceswapError(f"Cannot read video {path}: it has no video stream.")
     return container
 
 
@@ -83,7 +85,9 @@ class VideoReader:
                 for frame in container.decode(stream):
                     yield frame.to_ndarray(format="rgb24")
             except av.FFmpegError as error:
-                raise ValueError(f"Cannot decode video {self.path}: {error}") from error
+                raise FaceswapError(
+                    f"Cannot decode video {self.path}: {error}"
+                ) from error
 
 
 class VideoWriter:
@@ -123,9 +127,11 @@ class VideoWriter:
     ):
         width, height = (int(v) for v in size)
         if width < 2 or height < 2:
-            raise ValueError(f"size must be (width, height) >= 2 pixels; got {size!r}.")
+            raise FaceswapError(
+                f"size must be (width, height) >= 2 pixels; got {size!r}."
+            )
         if not float(fps) > 0:
-            raise ValueError(f"fps must be > 0; got {fps!r}.")
+            raise FaceswapError(f"fps must be > 0; got {fps!r}.")
         self.path, self.size = Path(path), (width, height)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +158,7 @@ class VideoWriter:
         """Encodes one `(height, width, 3) uint8 RGB` frame (the size given at init)."""
         width, height = self.size
         if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
+            raise FaceswapError(
                 f"frame must be ({height}, {width}, 3) uint8 RGB; "
                 f"got {frame.shape} {frame.dtype}."
             )

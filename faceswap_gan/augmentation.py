@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import umeyama
 from faceswap_gan.images import to_model_range
 
@@ -55,22 +56,22 @@ class AugmentConfig:
         for name in ("prob_random_color_match", "flip_prob", "shift_range"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]; got {value}.")
+                raise FaceswapError(f"{name} must be in [0, 1]; got {value}.")
         if not 0.0 <= self.rotation_range <= 180.0:
-            raise ValueError(
+            raise FaceswapError(
                 f"rotation_range must be in [0, 180] (degrees); got "
                 f"{self.rotation_range}."
             )
         if not 0.0 <= self.zoom_range < 1.0:
-            raise ValueError(f"zoom_range must be in [0, 1); got {self.zoom_range}.")
+            raise FaceswapError(f"zoom_range must be in [0, 1); got {self.zoom_range}.")
         if self.color_match_overflow not in COLOR_MATCH_OVERFLOWS:
-            raise ValueError(
+            raise FaceswapError(
                 f"color_match_overflow must be one of "
                 f"{COLOR_MATCH_OVERFLOWS}; got {self.color_match_overflow!r}."
             )
         for name in ("use_da_motion_blur", "use_bm_eyes"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(
+                raise FaceswapError(
                     f"{name} must be True or False; got {getattr(self, name)!r}."
                 )
 
@@ -109,7 +110,7 @@ def random_color_match(
         ValueError: an unknown `overflow`.
     """
     if overflow not in COLOR_MATCH_OVERFLOWS:
-        raise ValueError(
+        raise FaceswapError(
             f"overflow must be one of {COLOR_MATCH_OVERFLOWS}; got {overflow!r}."
         )
     use_xyz = rng.random() < use_xyz_prob
@@ -262,7 +263,7 @@ def warp_from_grid(
         ValueError: `size` is not a positive multiple of 8.
     """
     if size <= 0 or size % 8:
-        raise ValueError(
+        raise FaceswapError(
             f"size must be a positive multiple of 8 (e.g. 64, 128, 256); got {size}."
         )
     interp = size * 5 // 4
@@ -346,9 +347,9 @@ def augment(
         ValueError: the image or mask is not 256x256.
     """
     if image256.shape != (FACE_SIZE, FACE_SIZE, 3):
-        raise ValueError(f"image256 must be (256, 256, 3); got {image256.shape}.")
+        raise FaceswapError(f"image256 must be (256, 256, 3); got {image256.shape}.")
     if _as_2d(mask256).shape != (FACE_SIZE, FACE_SIZE):
-        raise ValueError(
+        raise FaceswapError(
             f"mask256 must be (256, 256) or (256, 256, 1); got {np.shape(mask256)}."
         )
     image = np.asarray(image256, np.float32)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from faceswap_gan.config import ArchConfig, LossConfig, LossWeights, to_dict
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.models.gan import NETWORKS, FaceSwapGAN
 
 POINTER = "latest"
@@ -135,7 +136,7 @@ def load_weights(
     checkpoint = find_checkpoint(checkpoint)
     saved = ArchConfig(**read_config(checkpoint)["arch"])
     if saved != model.arch:
-        raise ValueError(
+        raise FaceswapError(
             f"Checkpoint {checkpoint} holds weights of another architecture: "
             f"saved {saved}, model {model.arch}. Build the model with the "
             f"saved ArchConfig (faceswap_gan.load_model does)."
@@ -144,7 +145,7 @@ def load_weights(
         try:
             getattr(model, net).load_weights(checkpoint / f"{net}.weights.h5")
         except Exception as error:  # Keras raises several types for shape mismatches
-            raise ValueError(
+            raise FaceswapError(
                 f"Weights {checkpoint / (net + '.weights.h5')} do not fit "
                 f"{net} of {model.arch}: {error}"
             ) from error
@@ -163,7 +164,7 @@ def _restore_optimizers(model, checkpoint: Path) -> None:
         variables = optimizer.variables
         keys = sorted(k for k in arrays.files if k.startswith(prefix + "_"))
         if len(keys) != len(variables):
-            raise ValueError(
+            raise FaceswapError(
                 f"Optimizer state in {checkpoint} has {len(keys)} variables; "
                 f"the model's optimizer has {len(variables)}."
             )

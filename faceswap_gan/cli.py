@@ -33,15 +33,33 @@ def build_parser() -> argparse.ArgumentParser:
             if error.name != f"faceswap_gan.commands.{name}":
                 raise
             continue  # a subcommand not installed in this build
-        module.add_parser(subparsers).set_defaults(run=module.run)
+        sub = module.add_parser(subparsers)
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            help="show the traceback of a user error (bad input, full disk, ...) "
+            "instead of one line",
+        )
+        sub.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses `argv` (default sys.argv[1:]), runs the subcommand, returns its code."""
+    """Parses `argv` (default sys.argv[1:]), runs the subcommand, returns its code.
+
+    A user error (`commands.USER_ERRORS`: FaceswapError, OSError) prints one line
+    `<command>: error: ...` and returns 1; with `--debug` it is raised with its
+    traceback. Any other exception is a bug and propagates."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    code = args.run(args)
+    from faceswap_gan.commands import USER_ERRORS, fail
+
+    try:
+        code = args.run(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        code = fail(args.command, error)
     if argv is None:
         sys.exit(code)
     return code

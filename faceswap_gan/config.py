@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from faceswap_gan.augmentation import AugmentConfig
+from faceswap_gan.errors import FaceswapError
 
 IMAGE_SIZES = (64, 128, 256)
 NORMS = (
@@ -35,7 +36,7 @@ PERCEPTUAL_BACKENDS = ("face_api", "vggface")
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+        raise FaceswapError(f"{name} must be one of {allowed}; got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class ArchConfig:
             or shape[2] != 3
             or shape[0] not in IMAGE_SIZES
         ):
-            raise ValueError(
+            raise FaceswapError(
                 f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; "
                 f"got {self.image_shape!r}."
             )
@@ -82,11 +83,11 @@ class ArchConfig:
         _choice("model_capacity", self.model_capacity, MODEL_CAPACITIES)
         _choice("init_scheme", self.init_scheme, INIT_SCHEMES)
         if not isinstance(self.use_self_attn, bool):
-            raise ValueError(
+            raise FaceswapError(
                 f"use_self_attn must be True or False; got {self.use_self_attn!r}."
             )
         if self.latent_dim is not None and int(self.latent_dim) < 1:
-            raise ValueError(
+            raise FaceswapError(
                 f"latent_dim must be a positive int or None; got {self.latent_dim!r}."
             )
 
@@ -128,12 +129,12 @@ class LossWeights:
     def __post_init__(self):
         object.__setattr__(self, "w_pl", tuple(float(w) for w in self.w_pl))
         if len(self.w_pl) != 4:
-            raise ValueError(f"w_pl must have 4 weights; got {self.w_pl!r}.")
+            raise FaceswapError(f"w_pl must have 4 weights; got {self.w_pl!r}.")
         for f in dataclasses.fields(self):
             values = getattr(self, f.name)
             for v in values if isinstance(values, tuple) else (values,):
                 if v < 0:
-                    raise ValueError(f"{f.name} must be >= 0; got {values!r}.")
+                    raise FaceswapError(f"{f.name} must be >= 0; got {values!r}.")
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,14 @@ class LossConfig:
         _choice("gan_training", self.gan_training, GAN_TRAININGS)
         _choice("perceptual_backend", self.perceptual_backend, PERCEPTUAL_BACKENDS)
         if self.PL_before_activ and self.perceptual_backend != "vggface":
-            raise ValueError(
+            raise FaceswapError(
                 "PL_before_activ needs perceptual_backend='vggface' (pre-ReLU "
                 "features exist only there); use False with 'face_api'."
             )
         if not 0.0 <= self.m_mask <= 1.0:
-            raise ValueError(f"m_mask must be in [0, 1]; got {self.m_mask!r}.")
+            raise FaceswapError(f"m_mask must be in [0, 1]; got {self.m_mask!r}.")
         if self.lr_factor <= 0:
-            raise ValueError(f"lr_factor must be > 0; got {self.lr_factor!r}.")
+            raise FaceswapError(f"lr_factor must be > 0; got {self.lr_factor!r}.")
 
 
 @dataclass(frozen=True)
@@ -284,13 +285,15 @@ class TrainConfig:
         _choice("schedule", self.schedule, tuple(SCHEDULES))
         for name in ("iterations", "batch_size", "display_iters"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}.")
+                raise FaceswapError(
+                    f"{name} must be >= 1; got {getattr(self, name)!r}."
+                )
         if self.batch_size % 2:
-            raise ValueError(
+            raise FaceswapError(
                 f"batch_size must be even (mixup pairs); got {self.batch_size}."
             )
         if self.backup_iters < 0 or self.eval_every < 0:
-            raise ValueError("backup_iters and eval_every must be >= 0 (0 = off).")
+            raise FaceswapError("backup_iters and eval_every must be >= 0 (0 = off).")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
@@ -350,7 +353,7 @@ def from_dict(cls, data: dict):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
+        raise FaceswapError(
             f"Unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}."
         )
     return cls(**data)

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from faceswap_gan.augmentation import FACE_SIZE, AugmentConfig, augment
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.images import (
     IMAGE_EXTENSIONS,
     list_images,
@@ -84,7 +85,7 @@ class FaceSet:
         self.mask_folder = None if mask_folder is None else Path(mask_folder)
         paths = list_images(self.folder)
         if not paths:
-            raise ValueError(
+            raise FaceswapError(
                 f"No face images in {self.folder}; accepted extensions: "
                 f"{', '.join(IMAGE_EXTENSIONS)}."
             )
@@ -109,7 +110,7 @@ class FaceSet:
                 stacklevel=2,
             )
         if not images:
-            raise ValueError(
+            raise FaceswapError(
                 f"None of the {len(paths)} images in {self.folder} could "
                 "be read (corrupt or unsupported files)."
             )
@@ -124,7 +125,7 @@ class FaceSet:
         by_stem: dict[str, Path] = {}
         for mask_path in list_images(self.mask_folder):
             if mask_path.stem in by_stem:
-                raise ValueError(
+                raise FaceswapError(
                     f"Two masks share the name stem {mask_path.stem!r} in "
                     f"{self.mask_folder}: {by_stem[mask_path.stem].name}, "
                     f"{mask_path.name}. Keep one mask per face."
@@ -132,7 +133,7 @@ class FaceSet:
             by_stem[mask_path.stem] = mask_path
         missing = [p for p in paths if p.stem not in by_stem]
         if missing:
-            raise ValueError(
+            raise FaceswapError(
                 f"{len(missing)} of {len(paths)} faces in {self.folder} have no eye "
                 f"mask with the same name in {self.mask_folder}: {_names(missing, 5)}. "
                 "Create the masks (prep_binary_masks) or train without a mask folder."
@@ -159,14 +160,14 @@ class FaceSet:
             or images.dtype != np.uint8
             or not len(images)
         ):
-            raise ValueError(
+            raise FaceswapError(
                 "images must be (N, 256, 256, 3) uint8 with N >= 1; got "
                 f"{images.shape} {images.dtype}."
             )
         if masks is not None and (
             np.shape(masks) != images.shape[:3] or np.asarray(masks).dtype != np.uint8
         ):
-            raise ValueError(
+            raise FaceswapError(
                 f"masks must be (N, 256, 256) uint8 matching {len(images)} "
                 f"images; got {np.shape(masks)} {np.asarray(masks).dtype}."
             )
@@ -278,7 +279,7 @@ def make_dataset(
         FACE_SIZE,
         3,
     ):
-        raise ValueError(
+        raise FaceswapError(
             "color_references must be (N, 256, 256, 3) with N >= 1; got "
             f"{color_references.shape}."
         )
@@ -313,21 +314,23 @@ def _is_int(value) -> bool:
 
 def _check_arguments(faces, image_size, batch_size, seed, start_index) -> None:
     if not _is_int(image_size) or image_size <= 0 or image_size % 8:
-        raise ValueError(
+        raise FaceswapError(
             "image_size must be a positive multiple of 8 (64, 128 or 256 "
             f"as the original); got {image_size!r}."
         )
     if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+        raise FaceswapError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
     if len(faces) < batch_size:
-        raise ValueError(
+        raise FaceswapError(
             f"{faces.folder} has {len(faces)} usable face(s), fewer than one batch of "
             f"{batch_size}. Add faces or lower batch_size to at most {len(faces)}."
         )
     if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}.")
+        raise FaceswapError(f"seed must be an integer >= 0; got {seed!r}.")
     if not _is_int(start_index) or not 0 <= start_index < _END_INDEX:
-        raise ValueError(f"start_index must be an integer >= 0; got {start_index!r}.")
+        raise FaceswapError(
+            f"start_index must be an integer >= 0; got {start_index!r}."
+        )
 
 
 def measure_throughput(dataset: tf.data.Dataset, batches: int = 50) -> float:
@@ -341,7 +344,7 @@ def measure_throughput(dataset: tf.data.Dataset, batches: int = 50) -> float:
         float. Batches per second (wall clock).
     """
     if batches < 1:
-        raise ValueError(f"batches must be >= 1; got {batches}.")
+        raise FaceswapError(f"batches must be >= 1; got {batches}.")
     iterator = iter(dataset)
     next(iterator)  # Warm-up: starts the pipeline's threads and fills the prefetch.
     start = time.perf_counter()

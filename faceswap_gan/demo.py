@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from faceswap_gan.config import PRESETS, LossConfig, TrainConfig
+from faceswap_gan.errors import FaceswapError
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
 SAMPLE_A = SAMPLES_DIR / "person_a.mp4"
@@ -182,7 +183,7 @@ def extract_sample(
     if max_frames is not None:
         shutil.rmtree(source)  # The decoded frames; the faces keep their numbers.
     if report.faces == 0:
-        raise RuntimeError(f"No face found in {video}; the demo cannot train.")
+        raise FaceswapError(f"No face found in {video}; the demo cannot train.")
     state.update(settings=wanted, faces=report.faces)
     return report.faces
 
@@ -206,9 +207,9 @@ def demo_train_config(
         ValueError: unknown preset or iterations < 1.
     """
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {tuple(PRESETS)}; got {preset!r}.")
+        raise FaceswapError(f"preset must be one of {tuple(PRESETS)}; got {preset!r}.")
     if int(iterations) < 1:
-        raise ValueError(f"iterations must be >= 1; got {iterations!r}.")
+        raise FaceswapError(f"iterations must be >= 1; got {iterations!r}.")
     root = Path(output_dir)
     faces = {side: root / f"faces_{side}" / "faces" for side in "ab"}
     return TrainConfig.from_preset(
@@ -288,11 +289,11 @@ def run_demo(
     from faceswap_gan.training import train
 
     if int(every) < 1:
-        raise ValueError(f"every must be >= 1; got {every!r}.")
+        raise FaceswapError(f"every must be >= 1; got {every!r}.")
     if max_frames is not None and int(max_frames) < 1:
-        raise ValueError(f"max_frames must be >= 1 or None; got {max_frames!r}.")
+        raise FaceswapError(f"max_frames must be >= 1 or None; got {max_frames!r}.")
     if output_type not in OUTPUT_TYPES:
-        raise ValueError(
+        raise FaceswapError(
             f"output_type must be one of {OUTPUT_TYPES}; got {output_type!r}."
         )
     config = demo_train_config(output_dir, iterations, preset)

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -74,7 +76,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"Image not found: {path}")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"Cannot decode image (corrupt or unsupported format): {path}")
+        raise FaceswapError(
+            f"Cannot decode image (corrupt or unsupported format): {path}"
+        )
     return bgr_to_rgb(image)
 
 
@@ -90,7 +94,7 @@ def read_mask(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"Mask not found: {path}")
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
-        raise ValueError(f"Cannot decode mask image: {path}")
+        raise FaceswapError(f"Cannot decode mask image: {path}")
     return mask.astype(np.float32) / 255.0
 
 
@@ -105,4 +109,4 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
         else []
     )
     if not cv2.imwrite(str(path), data, params):
-        raise ValueError(f"Cannot write image to {path}")
+        raise FaceswapError(f"Cannot write image to {path}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.face_api import RECOGNITION_INPUT_SIZE, load_recognition_model
 from faceswap_gan.vggface import VGGFACE_INPUT_SHAPE, build_vggface_resnet50
 
@@ -146,14 +147,14 @@ def build_perceptual_model(
         FileNotFoundError, RuntimeError: weights missing or not downloadable.
     """
     if backend not in PERCEPTUAL_BACKENDS:
-        raise ValueError(
+        raise FaceswapError(
             f"Unknown perceptual backend {backend!r}; expected one of "
             f"{PERCEPTUAL_BACKENDS}."
         )
     if backend == "vggface":
         features, size = _vggface_features(weights, before_activ)
     elif before_activ:
-        raise ValueError(
+        raise FaceswapError(
             "before_activ=True is only defined for the 'vggface' backend; the "
             "'face_api' features are block outputs after ReLU."
         )

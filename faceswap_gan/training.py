@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from faceswap_gan import checkpoints
 from faceswap_gan.config import SCHEDULES, TrainConfig, stage_at, to_dict, to_json
 from faceswap_gan.dataset import FaceSet, make_dataset
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.images import resize_faces, to_model_range
 from faceswap_gan.models.gan import FaceSwapGAN
 from faceswap_gan.previews import plot_losses, save_preview
@@ -214,7 +215,7 @@ def check_resumable(config: TrainConfig, saved: dict) -> None:
         if name in saved and saved[name] != getattr(config, name)
     ]
     if changed:
-        raise ValueError(
+        raise FaceswapError(
             f"Cannot resume {config.run_dir} with other settings: "
             f"{', '.join(changed)}. These fix the schedule's stage boundaries and the "
             f"data position; resume with the run's own values (its config.json), or "

@@ -32,6 +32,8 @@ import h5py
 import keras
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
+
 VGGFACE_WEIGHTS_URL = (
     "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
     "rcmalli_vggface_tf_notop_resnet50.h5"
@@ -149,7 +151,7 @@ def _resolve_weights(weights: str | Path) -> Path:
                 cache_subdir="models/vggface",
             )
         except Exception as error:  # get_file raises bare Exception on URL errors.
-            raise RuntimeError(
+            raise FaceswapError(
                 f"Could not download the VGGFace weights from {VGGFACE_WEIGHTS_URL} "
                 f"({error}). Download rcmalli_vggface_tf_notop_resnet50.h5 elsewhere "
                 "and pass its path as `weights`."
@@ -211,7 +213,7 @@ def load_vggface_weights(model: keras.Model, path: str | Path) -> None:
         if "layer_names" not in root.attrs and "model_weights" in root:
             root = root["model_weights"]
         if "layer_names" not in root.attrs:
-            raise ValueError(
+            raise FaceswapError(
                 f"{path} is not a Keras-2 HDF5 weight file: no 'layer_names' attribute."
             )
         file_layers = {_decode(name) for name in root.attrs["layer_names"]}
@@ -233,7 +235,7 @@ def load_vggface_weights(model: keras.Model, path: str | Path) -> None:
                 else:
                     assignments.append((variable, value))
     if problems:  # Nothing is assigned unless the whole file fits.
-        raise ValueError(
+        raise FaceswapError(
             f"Cannot load VGGFace weights from {path}: " + "; ".join(problems)
         )
     for variable, value in assignments:

@@ -13,7 +13,6 @@ import av
 import pytest
 
 from converter.video import SYNTHETIC_METADATA, read_metadata
-from faceswap_gan.commands import demo as demo_command
 from faceswap_gan.demo import demo_train_config, run_demo
 from faceswap_gan.images import list_images
 
@@ -108,10 +107,8 @@ def test_run_demo_rejects_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_demo_command_reports_bad_arguments(tmp_path, capsys):
-    import argparse
 
-    parser = argparse.ArgumentParser()
-    demo_command.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--output", str(tmp_path), "--every", "0"])
-    assert demo_command.run(args) == 1
+    from faceswap_gan.cli import main
+
+    assert main(["demo", "--output", str(tmp_path), "--every", "0"]) == 1
     assert "demo: error: every must be >= 1" in capsys.readouterr().err

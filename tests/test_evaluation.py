@@ -322,17 +322,17 @@ def test_evaluate_command_on_tiny_trained_model_writes_reports(
     markdown = (out / "report.md").read_text()
     assert "Identity" in markdown and "Video stability" in markdown
     assert (out / "swapped.mp4").stat().st_size > 0
-    bad = parser.parse_args(
-        [
-            "evaluate",
-            "--model",
-            str(run_dir),
-            "--faces-a",
-            str(tmp_path / "missing"),
-            "--faces-b",
-            str(faces_b),
-            "--output",
-            str(out),
-        ]
-    )
-    assert command.run(bad) == 1
+    from faceswap_gan.cli import main
+
+    bad = [
+        "evaluate",
+        "--model",
+        str(run_dir),
+        "--faces-a",
+        str(tmp_path / "missing"),
+        "--faces-b",
+        str(faces_b),
+        "--output",
+        str(out),
+    ]
+    assert main(bad) == 1

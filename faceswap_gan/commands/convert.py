@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from faceswap_gan.commands import USER_ERRORS, fail
-
 # (flag dest, type, help) for the ConverterConfig fields that take a value.
 _VALUE_FIELDS = (
     ("image_shape", int, "model input side S: 64, 128 or 256 (default: the model's)"),
@@ -181,35 +179,32 @@ def run(args: argparse.Namespace) -> int:
     from converter.pipeline import VideoConverter
     from converter.video import VideoReader
 
-    try:
-        if args.dry_run:
-            config = resolve_config(args)
-            reader = VideoReader(args.input)
-            print(json.dumps(config.to_dict(), indent=2))
-            print(
-                f"{args.input}: {reader.size[0]}x{reader.size[1]}, {reader.frame_count}"
-                f" frames, {float(reader.fps):.3f} fps, audio: {reader.has_audio}"
-            )
-            return 0
-        from faceswap_gan.checkpoints import load_model
-
-        model = load_model(args.model)
-        config = resolve_config(args, model.image_size)
-        landmarks = None
-        if config.segmentation.name != "ALL":
-            from faceswap_gan.faces.landmarks import LandmarkDetector
-
-            landmarks = LandmarkDetector(args.landmarks)
-        print(json.dumps(config.to_dict()))
-        converter = VideoConverter(model, config, landmark_detector=landmarks)
-        report = converter.convert(
-            args.input,
-            args.output,
-            max_frames=args.max_frames,
-            progress=not args.no_progress,
+    if args.dry_run:
+        config = resolve_config(args)
+        reader = VideoReader(args.input)
+        print(json.dumps(config.to_dict(), indent=2))
+        print(
+            f"{args.input}: {reader.size[0]}x{reader.size[1]}, {reader.frame_count}"
+            f" frames, {float(reader.fps):.3f} fps, audio: {reader.has_audio}"
         )
-    except USER_ERRORS as error:
-        return fail("convert", error)
+        return 0
+    from faceswap_gan.checkpoints import load_model
+
+    model = load_model(args.model)
+    config = resolve_config(args, model.image_size)
+    landmarks = None
+    if config.segmentation.name != "ALL":
+        from faceswap_gan.faces.landmarks import LandmarkDetector
+
+        landmarks = LandmarkDetector(args.landmarks)
+    print(json.dumps(config.to_dict()))
+    converter = VideoConverter(model, config, landmark_detector=landmarks)
+    report = converter.convert(
+        args.input,
+        args.output,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+    )
     print(report.summary())
     print(f"Wrote {report.output_path} (marked as synthetic media).")
     return 0

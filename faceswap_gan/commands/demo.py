@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 
-from faceswap_gan.commands import USER_ERRORS, fail
 from faceswap_gan.config import PRESETS
 
 
@@ -83,16 +82,13 @@ def run(args: argparse.Namespace) -> int:
     """
     from faceswap_gan.demo import run_demo
 
-    try:
-        result = run_demo(
-            args.output,
-            iterations=args.iterations,
-            every=args.every,
-            preset=args.preset,
-            max_frames=args.max_frames,
-            progress=not args.no_progress,
-            output_type=args.output_type,
-        )
-    except USER_ERRORS as error:
-        return fail("demo", error)
+    result = run_demo(
+        args.output,
+        iterations=args.iterations,
+        every=args.every,
+        preset=args.preset,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+        output_type=args.output_type,
+    )
     return 0 if result.video.is_file() else 1

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceswap_gan.commands import USER_ERRORS, fail
-
 # As faceswap_gan.faces.identity.IDENTITY_BACKENDS (not imported here: that loads
 # TensorFlow before the arguments are parsed; a test checks they agree).
 IDENTITY_BACKENDS = ("mobilefacenet", "face_api")
@@ -116,22 +114,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        report = evaluate(
-            args.model,
-            args.faces_a,
-            args.faces_b,
-            args.output,
-            args.masks_a,
-            args.masks_b,
-            args.video,
-            args.max_faces,
-            args.max_frames,
-            progress=True,
-            identity_backend=args.identity_backend,
-        )
-    except USER_ERRORS as error:
-        return fail("evaluate", error)
+    report = evaluate(
+        args.model,
+        args.faces_a,
+        args.faces_b,
+        args.output,
+        args.masks_a,
+        args.masks_b,
+        args.video,
+        args.max_faces,
+        args.max_frames,
+        progress=True,
+        identity_backend=args.identity_backend,
+    )
     print(headline(report))
     print(f"Wrote {args.output}/report.json and report.md.")
     return 0

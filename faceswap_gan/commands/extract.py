@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from faceswap_gan.commands import USER_ERRORS, fail
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -108,24 +106,21 @@ def run(args: argparse.Namespace) -> int:
     from faceswap_gan.faces.detection import FaceDetector
     from faceswap_gan.faces.extract import SUBFOLDERS, extract_faces
 
-    try:
-        detector = FaceDetector(
-            detection_threshold=args.detection_threshold,
-            min_face_area=args.min_face_area,
-            auto_downscale=args.auto_downscale,
-        )
-        report = extract_faces(
-            args.input,
-            args.output,
-            every=args.every,
-            detector=detector,
-            reference=args.reference,
-            size=args.size,
-            crude_masks=args.crude_masks,
-            landmark_backend=args.landmarks,
-        )
-    except USER_ERRORS as error:
-        return fail("extract", error)
+    detector = FaceDetector(
+        detection_threshold=args.detection_threshold,
+        min_face_area=args.min_face_area,
+        auto_downscale=args.auto_downscale,
+    )
+    report = extract_faces(
+        args.input,
+        args.output,
+        every=args.every,
+        detector=detector,
+        reference=args.reference,
+        size=args.size,
+        crude_masks=args.crude_masks,
+        landmark_backend=args.landmarks,
+    )
     print(
         f"Searched {report.frames_sampled} frames: {report.faces} faces saved, "
         f"{report.frames_without_faces} frames without a face"

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-from faceswap_gan.commands import USER_ERRORS, fail
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `masks` subcommand to an argparse subparsers object."""
@@ -47,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from faceswap_gan.faces.masks import make_eye_masks
 
-    try:
-        report = make_eye_masks(args.faces, args.output, backend=args.landmarks)
-    except USER_ERRORS as error:
-        return fail("masks", error)
+    report = make_eye_masks(args.faces, args.output, backend=args.landmarks)
     print(
         f"Wrote {report.masks} eye masks for {report.images} images to "
         f"{report.output_dir}."

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from faceswap_gan.commands import USER_ERRORS, fail
 from faceswap_gan.config import (
     GAN_TRAININGS,
     NORMS,
@@ -132,17 +131,14 @@ def resolve_config(args) -> TrainConfig:
 def run(args) -> int:
     from faceswap_gan.training import train
 
-    try:
-        config = resolve_config(args)
-        run_dir = train(
-            config,
-            resume=args.resume,
-            progress=not args.no_progress,
-            dry_run=args.dry_run,
-            stop_at=args.stop_at,
-        )
-    except USER_ERRORS as error:
-        return fail("train", error)
+    config = resolve_config(args)
+    run_dir = train(
+        config,
+        resume=args.resume,
+        progress=not args.no_progress,
+        dry_run=args.dry_run,
+        stop_at=args.stop_at,
+    )
     if not args.dry_run:
         print(
             f"Run folder: {run_dir} (previews/, loss.png, metrics.jsonl, checkpoints/)"

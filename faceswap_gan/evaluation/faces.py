@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import geometry, metrics
 from faceswap_gan.images import from_model_range, resize_faces, to_model_range
 
@@ -62,7 +63,7 @@ def load_faces(folder, size: int, mask_folder=None, max_faces=None) -> FaceData:
     from faceswap_gan.dataset import FaceSet
 
     if max_faces is not None and int(max_faces) < 1:
-        raise ValueError(f"max_faces must be >= 1 or None; got {max_faces!r}.")
+        raise FaceswapError(f"max_faces must be >= 1 or None; got {max_faces!r}.")
     face_set = FaceSet(folder, mask_folder)
     keep = slice(None, None if max_faces is None else int(max_faces))
     masks = None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import geometry
 
 CROP_SIZE = 128  # Side of the aligned crops compared between frames.
@@ -133,7 +134,7 @@ def _stability_figures(raw, smooth, crops_in, crops_out) -> dict:
     raw_track, smooth_track = _as_track(raw), _as_track(smooth)
     detected = np.isfinite(raw_track[:, 0])
     if not detected.any():
-        raise ValueError("No face was detected in any converted frame of the video.")
+        raise FaceswapError("No face was detected in any converted frame of the video.")
     # Compare on the same frames: smoothed boxes where the detector also saw the face.
     smooth_on_detected = np.where(detected[:, None], smooth_track, np.nan)
     jitter_raw = geometry.jitter(raw_track)

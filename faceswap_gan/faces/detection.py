@@ -22,6 +22,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
+
 # (pixel count, divisor), checked in order: 1080p -> /4, 720p -> /3, 480p -> /2.
 DOWNSCALE_STEPS = ((1920 * 1080, 4), (1280 * 720, 3), (858 * 480, 2))
 MIN_FACE_SIZE = 20  # MTCNN `minsize` of the original converter, pixels.
@@ -54,18 +56,18 @@ class Face:
 def check_frame(frame: np.ndarray, name: str = "frame") -> np.ndarray:
     """Raises ValueError unless `frame` is an `(H, W, 3) uint8 RGB` numpy array."""
     if not isinstance(frame, np.ndarray):
-        raise ValueError(
+        raise FaceswapError(
             f"{name} must be a numpy array of shape (H, W, 3), dtype uint8, RGB; "
             f"got {type(frame).__name__}."
         )
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(
+        raise FaceswapError(
             f"{name} must have shape (H, W, 3) and dtype uint8 (RGB); got shape "
             f"{frame.shape} and dtype {frame.dtype}. Convert grayscale or RGBA images "
             "to RGB and float images to uint8 0..255 first."
         )
     if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {frame.shape}.")
+        raise FaceswapError(f"{name} is empty: shape {frame.shape}.")
     return frame
 
 
@@ -128,11 +130,11 @@ class FaceDetector:
         device: str | None = None,
     ):
         if not 0.0 < detection_threshold < 1.0:
-            raise ValueError(
+            raise FaceswapError(
                 f"detection_threshold must be in (0, 1); got {detection_threshold}."
             )
         if min_face_area < 0:
-            raise ValueError(f"min_face_area must be >= 0; got {min_face_area}.")
+            raise FaceswapError(f"min_face_area must be >= 0; got {min_face_area}.")
         import tensorflow as tf  # Imported here so that importing this module is light.
         from mtcnn import MTCNN
 

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points, warp_to_crop
 from faceswap_gan.faces.detection import Face, FaceDetector
 from faceswap_gan.faces.masks import crude_eye_mask, eye_mask
@@ -82,10 +83,12 @@ def open_video(path: str | Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
-        raise ValueError(f"Cannot read video {path} (corrupt or unsupported): {error}")
+        raise FaceswapError(
+            f"Cannot read video {path} (corrupt or unsupported): {error}"
+        )
     if not container.streams.video:
         container.close()
-        raise ValueError(f"{path} has no video stream.")
+        raise FaceswapError(f"{path} has no video stream.")
     return container
 
 
@@ -110,7 +113,7 @@ def iter_video_frames(
                 yielded += 1
                 yield index, frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as error:
-        raise ValueError(f"Error while decoding video {path}: {error}") from error
+        raise FaceswapError(f"Error while decoding video {path}: {error}") from error
     finally:
         container.close()
 
@@ -120,7 +123,7 @@ def _iter_inputs(source: Path, every: int) -> tuple[Iterator, int | None]:
     if source.is_dir():
         images = list_images(source)
         if not images:
-            raise ValueError(
+            raise FaceswapError(
                 f"No images in folder {source}; expected files ending in "
                 f"{', '.join(IMAGE_EXTENSIONS)}."
             )
@@ -141,7 +144,7 @@ def _reference_embedding(photo: str | Path, detector: FaceDetector, size: int):
     image = read_image(photo)
     faces = detector.detect(image)
     if not faces:
-        raise ValueError(f"No face found in the reference photo {photo}.")
+        raise FaceswapError(f"No face found in the reference photo {photo}.")
     embedder = FaceEmbedder()
     crop, _ = align(image, faces[0].landmarks5, size)
     return embedder, embedder.embed(crop[None])[0]
@@ -218,7 +221,7 @@ def extract_faces(
             f"Input not found: {source} (give a video or a folder)."
         )
     if int(every) < 1 or int(size) < 8:
-        raise ValueError(f"every must be >= 1 and size >= 8; got {every}, {size}.")
+        raise FaceswapError(f"every must be >= 1 and size >= 8; got {every}, {size}.")
     frames, total = _iter_inputs(source, int(every))
     detector = detector or FaceDetector()
     embedder, ref = (None, None)

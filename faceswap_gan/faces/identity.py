@@ -38,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.face_api.recognition import (
     RECOGNITION_INPUT_SIZE,
     load_recognition_model,
@@ -163,7 +164,7 @@ class FaceEmbedder:
         """
         chips = np.asarray(chips, np.float32)
         if chips.ndim != 4 or chips.shape[1:] != (RECOGNITION_INPUT_SIZE,) * 2 + (3,):
-            raise ValueError(f"chips must be (N, 150, 150, 3); got {chips.shape}.")
+            raise FaceswapError(f"chips must be (N, 150, 150, 3); got {chips.shape}.")
         if len(chips) == 0:
             return np.zeros((0, 128), np.float32)
         return np.asarray(self.model.predict_on_batch(chips), np.float32)
@@ -221,7 +222,7 @@ def check_faces(faces) -> np.ndarray:
     if faces.ndim == 3:
         faces = faces[None]
     if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
-        raise ValueError(
+        raise FaceswapError(
             f"faces must be (N, H, W, 3) uint8 RGB; got {faces.shape} {faces.dtype}."
         )
     return faces
@@ -247,7 +248,7 @@ def same_person(a: np.ndarray, b: np.ndarray, threshold: float = 0.6) -> bool:
     """Whether two `(128,)` embeddings are closer than `threshold` (dlib's 0.6)."""
     distance = embedding_distance(a, b)
     if not isinstance(distance, float):
-        raise ValueError(
+        raise FaceswapError(
             "same_person compares two single (128,) embeddings; use "
             "embedding_distance for batches."
         )
@@ -289,6 +290,6 @@ def build_identity_embedder(backend: str = "mobilefacenet", weights_dir=None):
         return MobileFaceNetEmbedder(weights_dir)
     if backend == "face_api":
         return FaceEmbedder(weights_dir)
-    raise ValueError(
+    raise FaceswapError(
         f"Unknown identity backend {backend!r}; expected one of {IDENTITY_BACKENDS}."
     )

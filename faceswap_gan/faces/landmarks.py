@@ -19,6 +19,7 @@ Reference:
 
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.face_api.landmarks_net import LANDMARK_INPUT_SIZE, load_landmark_model
 
 LANDMARK_BACKENDS = ("face_api", "face_alignment")
@@ -27,11 +28,11 @@ LANDMARK_BACKENDS = ("face_api", "face_alignment")
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
-        raise ValueError(
+        raise FaceswapError(
             f"image must be an (H, W, 3) uint8 RGB array; got shape {shape}."
         )
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB; got dtype {image.dtype}.")
+        raise FaceswapError(f"image must be uint8 RGB; got dtype {image.dtype}.")
 
 
 def _whole_image_box(image: np.ndarray) -> np.ndarray:
@@ -46,9 +47,11 @@ def _check_boxes(boxes) -> np.ndarray:
     if boxes.ndim == 1 and boxes.shape == (4,):
         boxes = boxes[None]
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be (N, 4) [x0, y0, x1, y1]; got {boxes.shape}.")
+        raise FaceswapError(
+            f"boxes must be (N, 4) [x0, y0, x1, y1]; got {boxes.shape}."
+        )
     if np.any(boxes[:, 2] <= boxes[:, 0]) or np.any(boxes[:, 3] <= boxes[:, 1]):
-        raise ValueError("boxes need x1 > x0 and y1 > y0.")
+        raise FaceswapError("boxes need x1 > x0 and y1 > y0.")
     return boxes
 
 
@@ -97,7 +100,7 @@ def face_api_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.nd
     h = np.floor(min(box[3] - y0, height - y0))
     x0, y0 = int(np.floor(x0)), int(np.floor(y0))
     if w <= 0 or h <= 0:
-        raise ValueError(
+        raise FaceswapError(
             f"Box {box.tolist()} does not overlap the {width}x{height} image."
         )
     face = image[y0 : y0 + int(h), x0 : x0 + int(w)]
@@ -133,7 +136,7 @@ class LandmarkDetector:
 
     def __init__(self, backend: str = "face_api", device: str = "cpu"):
         if backend not in LANDMARK_BACKENDS:
-            raise ValueError(
+            raise FaceswapError(
                 f"Unknown landmark backend {backend!r}; expected one of "
                 f"{LANDMARK_BACKENDS}."
             )
@@ -183,7 +186,7 @@ class LandmarkDetector:
             boxes = np.stack([_whole_image_box(image) for image in images])
         boxes = _check_boxes(boxes)
         if len(boxes) != len(images):
-            raise ValueError(f"Got {len(images)} images but {len(boxes)} boxes.")
+            raise FaceswapError(f"Got {len(images)} images but {len(boxes)} boxes.")
         return self._detect(list(images), boxes)
 
     def _detect(self, images, boxes):
@@ -208,7 +211,7 @@ class LandmarkDetector:
     def _detect_face_alignment(self, image, boxes):
         found = self._model.get_landmarks_from_image(image, detected_faces=list(boxes))
         if found is None or len(found) != len(boxes):
-            raise RuntimeError("face_alignment returned no landmarks for some boxes.")
+            raise FaceswapError("face_alignment returned no landmarks for some boxes.")
         return np.stack([np.asarray(p)[:, :2] for p in found]).astype(np.float32)
 
 
@@ -217,7 +220,7 @@ def _load_face_alignment(device: str):
     try:
         import face_alignment
     except ImportError as error:
-        raise RuntimeError(
+        raise FaceswapError(
             "Landmark backend 'face_alignment' needs the optional package "
             "face-alignment (with PyTorch): pip install -e .[fan] (or pip install "
             "face-alignment). The default backend 'face_api' works offline."
@@ -227,7 +230,7 @@ def _load_face_alignment(device: str):
             face_alignment.LandmarksType.TWO_D, device=device, flip_input=False
         )
     except Exception as error:  # network or file errors while fetching FAN weights
-        raise RuntimeError(
+        raise FaceswapError(
             f"face_alignment is installed but its FAN weights could not be loaded "
             f"({error}); they download on first use, which needs internet. Use "
             f"backend 'face_api' (offline, the default) instead."

@@ -20,6 +20,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
+
 # name -> index ranges of the iBUG-68 layout; each range is filled as one convex hull.
 FACE_PARTS: dict[str, tuple[range, ...]] = {
     "eyebrows": (range(17, 22), range(22, 27)),
@@ -41,7 +43,7 @@ def _scaled_kernel(pixels_at_256: int, shape: tuple[int, int]) -> int:
 def _check_landmarks(landmarks: np.ndarray, count: int) -> np.ndarray:
     landmarks = np.asarray(landmarks, np.float32)
     if landmarks.shape != (count, 2) or not np.all(np.isfinite(landmarks)):
-        raise ValueError(
+        raise FaceswapError(
             f"landmarks must be a finite ({count}, 2) array of (x, y) pixels; got "
             f"{landmarks.shape}."
         )
@@ -96,7 +98,7 @@ def part_mask(
     parts = [parts] if isinstance(parts, str) else list(parts)
     unknown = [p for p in parts if p not in FACE_PARTS]
     if unknown or not parts:
-        raise ValueError(
+        raise FaceswapError(
             f"parts must be a non-empty selection of {sorted(FACE_PARTS)}; got {parts}."
         )
     landmarks68 = _check_landmarks(landmarks68, 68)
@@ -215,7 +217,7 @@ def make_eye_masks(
 
     images = list_images(faces_dir)
     if not images:
-        raise ValueError(
+        raise FaceswapError(
             f"No images in {faces_dir}; expected {IMAGE_EXTENSIONS} files."
         )
     landmarks = LandmarkDetector(backend=backend)

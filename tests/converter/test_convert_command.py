@@ -96,33 +96,14 @@ def test_convert_command_end_to_end(parser, run_dir, clip_a, tmp_path, capsys):
 
 
 def test_bad_input_returns_1_with_the_reason(parser, run_dir, clip_a, tmp_path, capsys):
-    args = parser.parse_args(
-        [
-            "convert",
-            "--model",
-            str(run_dir),
-            "--input",
-            str(clip_a),
-            "--output",
-            str(tmp_path / "o.mp4"),
-            "--roi-coverage",
-            "1.5",
-        ]
-    )
-    assert convert.run(args) == 1
+    from faceswap_gan.cli import main
+
+    args = ["convert", "--model", str(run_dir), "--input", str(clip_a)]
+    bad = [*args, "--output", str(tmp_path / "o.mp4"), "--roi-coverage", "1.5"]
+    assert main(bad) == 1
     assert "roi_coverage must be in (0, 1)" in capsys.readouterr().err
-    args = parser.parse_args(
-        [
-            "convert",
-            "--model",
-            str(tmp_path),
-            "--input",
-            str(clip_a),
-            "--output",
-            str(tmp_path / "o.mp4"),
-        ]
-    )
-    assert convert.run(args) == 1
+    args = ["convert", "--model", str(tmp_path), "--input", str(clip_a)]
+    assert main([*args, "--output", str(tmp_path / "o.mp4")]) == 1
     assert "No checkpoint" in capsys.readouterr().err
 
 

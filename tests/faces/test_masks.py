@@ -180,5 +180,7 @@ def test_masks_command(faces_b, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(
         p.name for p in source.iterdir()
     )
-    empty = command.parse_args(["--faces", str(tmp_path / "m" / "x"), "--output", "o"])
-    assert masks_command.run(empty) == 1
+    from faceswap_gan.cli import main
+
+    assert main(["masks", "--faces", str(tmp_path / "m" / "x"), "--output", "o"]) == 1
+    assert "masks: error: Image folder not found" in capsys.readouterr().err
