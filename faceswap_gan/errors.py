@@ -9,6 +9,7 @@ traceback. It subclasses `ValueError`, so code that caught `ValueError` still do
 from __future__ import annotations
 
 import errno
+import os
 
 # OSError numbers -> what to do about them (appended to the one-line message).
 _ADVICE = {
@@ -47,5 +48,8 @@ def describe(error: BaseException) -> str:
         paths = [p for p in (error.filename, error.filename2) if p is not None]
         where = (": " + " -> ".join(str(p) for p in paths)) if paths else ""
         advice = _ADVICE.get(error.errno)
+        if error.errno == errno.EEXIST and paths and os.path.isfile(paths[-1]):
+            reason = "A file stands where a folder is needed"
+            advice = "rename or remove it, or choose another path"
         return f"{reason}{where}" + (f" ({advice})" if advice else "")
     return " ".join(str(error).split("\n")).strip() or type(error).__name__
