@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -280,8 +281,9 @@ class TrainConfig:
             ("augment", AugmentConfig),
         ):
             value = getattr(self, name)
-            if isinstance(value, dict):
-                object.__setattr__(self, name, cls(**value))
+            if not isinstance(value, cls):
+                object.__setattr__(self, name, from_dict(cls, value, name))
+        _check_types(self)
         _choice("schedule", self.schedule, tuple(SCHEDULES))
         for name in ("iterations", "batch_size", "display_iters"):
             if int(getattr(self, name)) < 1:
@@ -312,6 +314,50 @@ class TrainConfig:
         return cls(**defaults)
 
 
+def _check_types(config, section: str = "") -> None:
+    """Checks each field against the type of its default, recursively: bools are
+    bools, ints ints, floats finite numbers (nan and inf are refused), strings strings.
+
+    Raises:
+        FaceswapError: naming the field with its section (e.g. "loss.lr_factor").
+    """
+    for f in dataclasses.fields(config):
+        name = f"{section}.{f.name}" if section else f.name
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_types(value, name)
+            continue
+        default = f.default
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        if isinstance(default, bool):
+            ok, allowed = isinstance(value, bool), "True or False"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            allowed = "an integer"
+        elif isinstance(default, (float, tuple)):
+            numbers = value if isinstance(value, tuple) else (value,)
+            if isinstance(default, tuple) and not all(
+                isinstance(v, (int, float)) for v in default
+            ):
+                continue
+            ok = all(
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                for v in numbers
+            )
+            allowed = (
+                "finite numbers" if isinstance(value, tuple) else "a finite number"
+            )
+        elif isinstance(default, str):
+            ok, allowed = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise FaceswapError(f"{name} must be {allowed}; got {value!r}.")
+
+
 def to_dict(config) -> dict:
     """A JSON-ready dict of a config dataclass (nested configs as dicts)."""
     data = dataclasses.asdict(config)
@@ -335,25 +381,118 @@ def to_json(config, path: str | Path | None = None) -> str:
 def from_json(cls, text_or_path: str | Path):
     """Builds `cls` (ArchConfig, LossConfig, TrainConfig, ...) from JSON text or a file.
 
+    Args:
+        cls: a config dataclass.
+        text_or_path: JSON text (starting with "{") or the path of a JSON file.
+
+    Returns:
+        The `cls` instance (nested configs built from their sections).
+
     Raises:
-        ValueError: unknown fields (listing them) or invalid values.
+        FaceswapError: the file is a folder, is not valid JSON or not a JSON object,
+            or holds unknown fields (named with their section, e.g. "loss.use_pll",
+            with the allowed ones) or invalid values; each names the file.
+        FileNotFoundError: the file does not exist.
     """
     text = str(text_or_path)
-    if not text.lstrip().startswith("{"):
-        text = Path(text_or_path).read_text()
-    return from_dict(cls, json.loads(text))
+    if text.lstrip().startswith("{"):
+        return from_dict(cls, _parse_json(text, "JSON text"))
+    return from_dict(cls, read_json_object(text_or_path, cls.__name__))
 
 
-def from_dict(cls, data: dict):
-    """Builds the config dataclass `cls` from a dict (missing keys take defaults).
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FaceswapError(f"{where} is not valid JSON: {error}.") from error
+
+
+def read_json_object(path: str | Path, what: str = "config") -> dict:
+    """Reads a JSON file that must hold one object (a config's fields).
+
+    Args:
+        path: the file.
+        what: what the object holds, for the messages (e.g. "TrainConfig").
+
+    Returns:
+        dict, the object.
 
     Raises:
-        ValueError: unknown fields (listing them and the allowed ones) or bad values.
+        FileNotFoundError: `path` does not exist.
+        FaceswapError: `path` is a folder, not valid JSON (or not UTF-8), or holds
+            something other than a JSON object; the message names the file.
     """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
+    path = Path(path)
+    if path.is_dir():
+        raise FaceswapError(f"{path} is a folder; give a JSON file of {what} fields.")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise FaceswapError(f"{path} is not a text (JSON) file: {error}.") from error
+    data = _parse_json(text, str(path))
+    if not isinstance(data, dict):
         raise FaceswapError(
-            f"Unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}."
+            f'{path} must hold a JSON object of {what} fields ({{"name": value}}); '
+            f"it holds a {_json_type(data)}."
         )
-    return cls(**data)
+    return data
+
+
+def _json_type(value) -> str:
+    names = {list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _nested_config_class(f: dataclasses.Field):
+    """The config dataclass of a nested field (TrainConfig.arch -> ArchConfig)."""
+    default = f.default
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def from_dict(cls, data: dict, section: str = ""):
+    """Builds the config dataclass `cls` from a dict (missing keys take defaults).
+
+    Nested config fields (TrainConfig.arch, .loss, .loss_weights, .augment) given as
+    dicts are built the same strict way.
+
+    Args:
+        cls: a config dataclass.
+        data: dict of its fields.
+        section: where `data` sits, for the messages ("loss" for TrainConfig.loss).
+
+    Returns:
+        The `cls` instance.
+
+    Raises:
+        FaceswapError: `data` is not a dict, unknown fields (named with their section,
+            e.g. "loss.use_pll", and listing the allowed ones) or bad values.
+    """
+    where = section or cls.__name__
+    if not isinstance(data, dict):
+        raise FaceswapError(
+            f"{where} must be an object of {cls.__name__} fields; got "
+            f"{_json_type(data)} {data!r}."
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        named = [f"{section}.{name}" if section else name for name in unknown]
+        raise FaceswapError(
+            f"Unknown {cls.__name__} fields {named}; allowed: {sorted(fields)}."
+        )
+    values = {}
+    for name, value in data.items():
+        nested = _nested_config_class(fields[name])
+        if nested is not None and not isinstance(value, nested):
+            value = from_dict(nested, value, f"{section}.{name}" if section else name)
+        values[name] = value
+    try:
+        return cls(**values)
+    except FaceswapError as error:
+        if section and not str(error).startswith(section):
+            raise FaceswapError(f"{section}: {error}") from error
+        raise
+    except (TypeError, ValueError, OverflowError) as error:
+        raise FaceswapError(f"Bad value in {where}: {error}.") from error
