@@ -12,9 +12,11 @@ Subcommands (each has --help):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+import tempfile
 
 COMMANDS = ("extract", "masks", "train", "convert", "demo", "evaluate")
 
@@ -35,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a subcommand not installed in this build
         sub = module.add_parser(subparsers)
         sub.add_argument(
+            "--verbose",
+            action="store_true",
+            help="also show TensorFlow's start-up log (CUDA, oneDNN) and the resolved "
+            "config",
+        )
+        sub.add_argument(
             "--debug",
             action="store_true",
             help="show the traceback of a user error (bad input, full disk, ...) "
@@ -50,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     A user error (`commands.USER_ERRORS`: FaceswapError, OSError) prints one line
     `<command>: error: ...` and returns 1; with `--debug` it is raised with its
     traceback. Any other exception is a bug and propagates."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    # 3 hides TensorFlow's C++ INFO/WARNING/ERROR lines (e.g. grappler's harmless
+    # "remapper failed"); Python exceptions still carry their messages.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "3")
+    print(device_line(quiet=not args.verbose))
     from faceswap_gan.commands import USER_ERRORS, fail
 
     try:
@@ -63,3 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+@contextlib.contextmanager
+def _stderr_to_file(enabled: bool):
+    """Sends file descriptor 2 to a temporary file for the block (TensorFlow's C++
+    start-up lines bypass Python and TF_CPP_MIN_LOG_LEVEL); replays it if the block
+    raises, so a failed import still shows why."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def device_line(quiet: bool = True) -> str:
+    """Imports TensorFlow (its absl/oneDNN/CUDA start-up log hidden when `quiet`) and
+    says in one line where models will run, e.g. "Device: CPU (no GPU visible)." or
+    "Device: GPU (1): /physical_device:GPU:0."."""
+    with _stderr_to_file(quiet):
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "Device: CPU (no GPU visible to TensorFlow)."
+    names = ", ".join(gpu.name for gpu in gpus)
+    return f"Device: GPU ({len(gpus)}): {names}."
