@@ -110,6 +110,39 @@ def test_notebook_structure(name):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
 
 
+def _setup_source(name: str) -> str:
+    return next(c.source for c in _read(name).cells if c.cell_type == "code")
+
+
+def _run_setup_on_colab(name: str, monkeypatch, **form) -> list:
+    """Executes `name`'s setup cell as Colab would, with the form fields set and a
+    stand-in for google.colab's Drive; returns the folders it mounted. The cell must
+    stop before it installs anything (every test here gives no usable source)."""
+    import types
+
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    source = _setup_source(name)
+    for key, value in form.items():
+        assert f"{key} = " in source, f"{name}: no form field {key}"
+        source = source.replace(f"\n{key} = ", f"\n{key} = {value!r}  # ", 1)
+    exec(compile(source, f"{name}:setup", "exec"), {})
+    return mounted
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_setup_cell_has_a_working_install_source(name, tmp_path, monkeypatch):
+    source = _setup_source(name)
+    assert "OWNER" not in source.replace('"OWNER" not in', "")  # no placeholder URL
+    assert source.startswith("# @title") and '# @param {type:"string"}' in source
+    nothing = {"DRIVE_COPY": str(tmp_path / "none"), "UPLOADED_ZIP": ""}
+    for url in ("", "https://github.com/OWNER/faceswap-gan.git"):
+        with pytest.raises(SystemExit, match="set REPO_URL .* then run the cell"):
+            _run_setup_on_colab(name, monkeypatch, REPO_URL=url, **nothing)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_code_cells_define_no_functions_or_classes(name):
     for cell in _read(name).cells:
