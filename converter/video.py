@@ -5,18 +5,34 @@ and audio packets are remuxed as the video advances. Frames are `(H, W, 3) uint8
 The writer makes H.264 (libx264, yuv420p) MP4, copies the input's audio packets
 unchanged (no re-encode; the original kept audio through moviepy, which re-encoded it),
 and marks the container as synthetic media (DESIGN.md section 7).
+
+Nothing is half-written: the writer encodes into a hidden temporary file next to the
+output (`files.atomic_output`, same suffix so FFmpeg picks the same format) and renames
+it onto the output only when the video is complete. An error (a full disk, a bad frame,
+Ctrl-C) removes the temporary file and leaves a previous output as it was; a killed
+process (kill -9) leaves at most a hidden `.NAME.partial-XXXX.mp4` beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
+
+# Output containers that take H.264 video, a copied AAC track and the synthetic-media
+# tags (.avi and .ts drop the custom tags; .webm refuses H.264).
+# FFmpeg muxer of each (named explicitly: a symlinked output's target may be named
+# otherwise, and so its temporary file).
+_MUXERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "ipod", ".mkv": "matroska"}
+VIDEO_SUFFIXES = tuple(_MUXERS)
+_MOV_SUFFIXES = (".mp4", ".mov", ".m4v")  # Take `movflags` (custom udta tags).
 
 SYNTHETIC_COMMENT = "synthetic media: face swapped with faceswap-GAN"
 SYNTHETIC_METADATA = {
@@ -40,6 +56,48 @@ def _open_input(path: Path):
     return container
 
 
+def check_output_suffix(path: str | Path) -> None:
+    """Refuses an output video name FFmpeg would not write as H.264 with tags.
+
+    Raises:
+        FaceswapError: the suffix is not one of VIDEO_SUFFIXES (case-insensitive).
+    """
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        raise FaceswapError(
+            f"Cannot write the video {path}: the name must end in one of "
+            f"{', '.join(VIDEO_SUFFIXES)} (H.264 video with the synthetic-media tags)."
+        )
+
+
+def check_output(
+    path: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False
+) -> None:
+    """Checks an output video path before anything is read or written.
+
+    Args:
+        path: str | Path. The video to write.
+        inputs: the files it is made from; the output must not be (or link to) one.
+        overwrite: bool. Allow replacing an existing output file.
+
+    Raises:
+        FaceswapError: a suffix not in VIDEO_SUFFIXES; the output is an input (the
+            same path, a symlink or a hard link); it exists and `overwrite` is False;
+            it exists and is not a regular file (a folder, a device such as
+            /dev/full).
+    """
+    check_output_suffix(path)
+    files.check_output_not_input(path, inputs, "output video")
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise FaceswapError(
+                f"The output video {path} exists and is not a regular file (a "
+                f"folder, a device or a broken link); give a new file path."
+            )
+        if not overwrite:
+            raise FaceswapError(f"{path} exists; pass --overwrite to replace it.")
+
+
 class VideoReader:
     """Iterates the frames of a video file as `(H, W, 3) uint8 RGB` arrays.
 
@@ -52,13 +110,15 @@ class VideoReader:
         fps: Fraction. Average frame rate (frames per second).
         frame_count: int. Frames in the video stream (header count, else estimated from
             the duration).
+        frame_count_exact: bool. Whether `frame_count` is the header's count (False:
+            estimated, possibly off by a frame).
         size: tuple[int, int]. (width, height) in pixels.
         duration: float. Seconds.
         has_audio: bool. Whether the file has an audio stream.
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: FFmpeg cannot open or decode the file, or it has no video stream.
+        FaceswapError: FFmpeg cannot open or decode the file, or it has no video stream.
     """
 
     def __init__(self, path: str | Path):
@@ -72,6 +132,7 @@ class VideoReader:
             else:
                 self.duration = (container.duration or 0) / av.time_base
             self.frame_count = stream.frames or int(round(self.duration * self.fps))
+            self.frame_count_exact = bool(stream.frames)
             self.has_audio = bool(container.streams.audio)
 
     def __len__(self) -> int:
@@ -90,6 +151,10 @@ class VideoReader:
                 ) from error
 
 
+class _Aborted(Exception):
+    """Passed to `files.atomic_output` to discard the temporary file."""
+
+
 class VideoWriter:
     """Writes `(H, W, 3) uint8 RGB` frames as H.264 MP4, with another file's audio.
 
@@ -98,8 +163,15 @@ class VideoWriter:
     with the video as it is written, and cut at the end of the written video (so a
     `max_frames` conversion has audio of its own length).
 
+    The frames go to a hidden temporary file in the output's folder; `close()` (or the
+    end of a `with` block) renames it onto `path`, replacing an existing file (check
+    with `check_output` first to refuse that). An exception in the `with` block, an
+    error while encoding or writing, or `abort()` removes the temporary file and leaves
+    `path` untouched. If `path` is a symlink, the file it points to is replaced.
+
     Args:
-        path: str | Path. Output file (`.mp4`); parent folders are created.
+        path: str | Path. Output file (VIDEO_SUFFIXES: .mp4, .mov, .m4v, .mkv); parent
+            folders are created.
         fps: float | Fraction. Frame rate (pass `VideoReader.fps` to keep it exactly).
         size: tuple[int, int]. (width, height) of the frames that will be written.
         audio_from: str | Path | None. Video whose audio is copied; None = no audio.
@@ -109,10 +181,14 @@ class VideoWriter:
         preset: str. x264 speed preset ("ultrafast" ... "veryslow").
 
     Raises:
-        ValueError: a bad size/fps, or a frame of the wrong shape or dtype in `write`.
+        FaceswapError: a bad size/fps/suffix, a frame of the wrong shape or dtype in
+            `write` (the writer stays usable), or no frame written at `close()`.
         FileNotFoundError: `audio_from` does not exist.
+        OSError: the output cannot be written (a full disk, a read-only folder...),
+            from `__init__`, `write` or `close`, naming `path` (not the temporary
+            file); the temporary file is removed by then.
 
-    Use as a context manager, or call `close()`.
+    Use as a context manager, or call `close()` (or `abort()` on failure).
     """
 
     def __init__(
@@ -132,14 +208,40 @@ class VideoWriter:
             )
         if not float(fps) > 0:
             raise FaceswapError(f"fps must be > 0; got {fps!r}.")
+        check_output_suffix(path)
         self.path, self.size = Path(path), (width, height)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.frames_written = 0
+        self._container, self._audio_input, self._failed = None, None, False
         self._audio_input = _open_input(Path(audio_from)) if audio_from else None
+        # Write through a symlink (replace its target, keep the link).
+        target = Path(os.path.realpath(path)) if self.path.is_symlink() else self.path
+        if target.exists() and not target.is_file():
+            self._close_audio()
+            raise FaceswapError(
+                f"The output video {path} exists and is not a regular file (a "
+                f"folder or a device); give a new file path."
+            )
+        self._atomic = files.atomic_output(target)
+        try:
+            self._tmp = self._atomic.__enter__()
+            self._open(metadata, crf, preset)
+        except BaseException as error:
+            self._abort(error)
+            self._raise_naming_output(error)
+            raise
+
+    def _open(self, metadata, crf, preset) -> None:
+        """Opens the temporary output container and its video (and audio) streams."""
+        suffix = self.path.suffix.lower()
+        movflags = suffix in _MOV_SUFFIXES
         self._container = av.open(
-            str(self.path), mode="w", options={"movflags": "use_metadata_tags"}
+            str(self._tmp),
+            mode="w",
+            format=_MUXERS[suffix],
+            options={"movflags": "use_metadata_tags"} if movflags else {},
         )
+        width, height = self.size
         tags = SYNTHETIC_METADATA if metadata is None else metadata
         for key, value in tags.items():
             self._container.metadata[key] = str(value)
@@ -166,11 +268,20 @@ class VideoWriter:
             frame = np.pad(
                 frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge"
             )
+        if self._container is None:
+            raise FaceswapError(f"The video writer of {self.path} is already closed.")
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         video_frame.pts, video_frame.time_base = self.frames_written, 1 / self.fps
-        self._container.mux(self._video.encode(video_frame))
-        self.frames_written += 1
-        self._mux_audio_until(self.frames_written / self.fps)
+        try:
+            self._container.mux(self._video.encode(video_frame))
+            self.frames_written += 1
+            self._mux_audio_until(self.frames_written / self.fps)
+        except BaseException as error:
+            # The container may be broken (FFmpeg crashes if it is flushed now):
+            # close() and __exit__ will discard it without encoding or muxing again.
+            self._failed = True
+            self._raise_naming_output(error)
+            raise
 
     def _mux_audio_until(self, seconds: float) -> None:
         """Copies audio packets that start before `seconds` into the output."""
@@ -178,7 +289,10 @@ class VideoWriter:
             return
         while True:
             if self._pending is None:
-                self._pending = next(self._packets, None)
+                try:
+                    self._pending = next(self._packets, None)
+                except av.FFmpegError:  # A damaged or truncated input: audio ends.
+                    self._pending = None
                 if self._pending is None:
                     self._packets = None
                     return
@@ -193,21 +307,82 @@ class VideoWriter:
             self._pending = None
 
     def close(self) -> None:
-        """Flushes the encoder, copies the audio up to the video's end, closes files."""
+        """Flushes the encoder, copies the audio up to the video's end, closes files
+        and renames the temporary file onto `path`. After a failed `write` it only
+        discards the temporary file (like `abort`) and raises.
+
+        Raises:
+            FaceswapError: no frame was written, or a previous `write` failed.
+            OSError: writing failed (the temporary file is removed; `path` untouched).
+        """
         if self._container is None:
             return
-        self._container.mux(self._video.encode(None))
-        self._mux_audio_until(self.frames_written / self.fps)
-        self._container.close()
+        if self._failed:
+            self.abort()
+            raise FaceswapError(
+                f"Writing {self.path} failed earlier; nothing was saved there."
+            )
+        if self.frames_written == 0:
+            self.abort()
+            raise FaceswapError(f"No frame was written to {self.path}; nothing saved.")
+        try:
+            self._container.mux(self._video.encode(None))
+            self._mux_audio_until(self.frames_written / self.fps)
+            container, self._container = self._container, None
+            container.close()  # Writes the trailer; may fail on a full disk.
+            self._close_audio()
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(None, None, None)  # Rename onto `path`.
+        except BaseException as error:
+            self._abort(error)
+            self._raise_naming_output(error)
+            raise
+
+    def abort(self) -> None:
+        """Discards the video: closes the files without encoding or writing more and
+        removes the temporary file; `path` keeps what it had. Safe to call twice."""
+        self._abort(_Aborted())
+
+    def _abort(self, error: BaseException) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # Already failed; the file is removed below.
+                pass
+        self._close_audio()
+        atomic, self._atomic = getattr(self, "_atomic", None), None
+        if atomic is not None:
+            try:
+                atomic.__exit__(type(error), error, error.__traceback__)
+            except BaseException as raised:  # Re-raised by atomic_output.
+                if raised is not error:
+                    raise
+
+    def _close_audio(self) -> None:
         if self._audio_input is not None:
             self._audio_input.close()
-        self._container = None
+            self._audio_input = None
+
+    def _raise_naming_output(self, error: BaseException) -> None:
+        """Raises an OSError about the temporary file again, naming `path` instead
+        (e.g. "No space left on device: out.mp4"); returns for any other error."""
+        if (
+            isinstance(error, OSError)
+            and error.errno
+            and error.filename is not None
+            and files.TEMP_MARK in str(error.filename)
+        ):
+            raise OSError(error.errno, error.strerror, str(self.path)) from error
 
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self._abort(exc)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -215,7 +390,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: FFmpeg cannot open the file.
+        FaceswapError: FFmpeg cannot open the file.
     """
     with _open_input(Path(path)) as container:
         return dict(container.metadata)
