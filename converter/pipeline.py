@@ -28,7 +28,6 @@ all faces of a frame share one crop side (the largest smoothed box side, clipped
 
 from __future__ import annotations
 
-import itertools
 import time
 import warnings
 from collections import defaultdict
@@ -43,7 +42,12 @@ from converter import blending
 from converter.config import ConverterConfig, SegmentationType
 from converter.smoothing import FaceTracker, KalmanBoxSmoother, MovingAverageBoxSmoother
 from converter.transformer import FaceTransformer
-from converter.video import VideoReader, VideoWriter
+from converter.video import (
+    VideoReader,
+    VideoWriter,
+    check_output,
+    check_output_suffix,
+)
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points
 
@@ -101,6 +105,11 @@ class ConversionReport:
     frames_with_predicted_face: int = 0  # Frames where a missed face kept its track.
     video_seconds: float = 0.0  # Duration of the converted frames (frames / fps).
     seconds: dict[str, float] = field(default_factory=dict)  # Wall time per step.
+    frames_expected: int = 0  # Frames the input's header announced (<= max_frames).
+    # Why the input ended before `frames_expected` ("decode error: ..." or "early end
+    # of stream"); None when every expected frame was read.
+    input_ended: str | None = None
+    warnings: list[str] = field(default_factory=list)  # Also issued as UserWarning.
 
     @property
     def total_seconds(self) -> float:
@@ -130,6 +139,7 @@ class ConversionReport:
             f"  {step:<10}{sec:8.2f} s  {100 * sec / total:5.1f} %"
             for step, sec in self.seconds.items()
         ]
+        lines += [f"warning: {text}" for text in self.warnings]
         return "\n".join(lines)
 
 
@@ -283,32 +293,47 @@ class VideoConverter:
         output_path: str | Path,
         max_frames: int | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> ConversionReport:
         """Converts a video file, streaming frame by frame; audio copied unchanged.
 
+        The output is written to a hidden temporary file beside it and renamed onto
+        `output_path` only when complete: on any error (a full disk, Ctrl-C...) the
+        temporary file is removed and an existing `output_path` is left as it was.
+
+        An input that ends early (truncated or damaged: a decode error, or fewer frames
+        than its header announced) is converted up to where it ends: the output is a
+        valid, shorter video, and a UserWarning (also in `report.warnings` and the
+        summary) gives the frames reached, the frames announced and the reason.
+
         Args:
             input_path: str | Path. The video of the faces to replace.
-            output_path: str | Path. The H.264 MP4 to write (tagged as synthetic).
+            output_path: str | Path. The H.264 video to write (tagged as synthetic):
+                .mp4, .mov, .m4v or .mkv (`converter.video.VIDEO_SUFFIXES`).
             max_frames: int | None. Convert only the first `max_frames` frames (the
                 audio is cut to match); None = all.
             progress: bool. Show a tqdm progress bar.
+            overwrite: bool. Replace `output_path` if it exists (default: refuse).
 
         Returns:
-            ConversionReport: counts and seconds per step.
+            ConversionReport: counts, seconds per step, warnings.
 
         Raises:
             FileNotFoundError: `input_path` does not exist.
-            ValueError: unreadable input, `max_frames` < 1, or output == input.
+            FaceswapError: `max_frames` < 1; an output suffix not in VIDEO_SUFFIXES;
+                unreadable input (or not one frame decodable); the output is the input
+                (same path, symlink or hard link); the output exists and `overwrite`
+                is False, or is not a regular file. All raised before writing.
+            OSError: the output cannot be written (full disk, read-only folder);
+                nothing is left at `output_path` or beside it.
         """
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
             raise FaceswapError(
                 f"max_frames must be a positive int or None; got {max_frames!r}."
             )
+        check_output_suffix(output_path)  # Before reading anything.
         reader = VideoReader(input_path)
-        if Path(output_path).resolve() == reader.path.resolve():
-            raise FaceswapError(
-                f"output_path must differ from input_path ({input_path})."
-            )
+        check_output(output_path, [reader.path], overwrite=overwrite)
         report = ConversionReport(str(input_path), str(output_path))
         self.tracker.reset()
         self.seconds = defaultdict(float)
@@ -318,40 +343,70 @@ class VideoConverter:
         size = (width, reader.size[1])
         with VideoWriter(output_path, reader.fps, size, audio) as writer:
             self._stream(reader, writer, report, max_frames, progress)
+            if report.frames == 0:  # Raised inside: the writer discards its file.
+                raise FaceswapError(
+                    f"No frame of {input_path} could be decoded "
+                    f"({report.input_ended or 'it has no frames'}); nothing was "
+                    f"written to {output_path}."
+                )
         report.video_seconds = report.frames / float(reader.fps)
         merged = {**self.seconds, **self.transformer.seconds}
         report.seconds = {step: merged.get(step, 0.0) for step in STEPS}
+        if report.input_ended is not None:
+            report.warnings.append(
+                f"{input_path} ended after {report.frames} of the "
+                f"{report.frames_expected} frames its header announced "
+                f"({report.input_ended}); the output {output_path} has "
+                f"{report.frames} frames."
+            )
         if report.frames and report.frames_without_face == report.frames:
-            warnings.warn(
+            report.warnings.append(
                 f"No face was detected in any of the {report.frames} frames of "
                 f"{input_path}; they were written through unchanged "
                 f"(detection_threshold={self.config.detection_threshold}, "
-                f"min_face_area={self.config.min_face_area}).",
-                stacklevel=2,
+                f"min_face_area={self.config.min_face_area})."
             )
+        for text in report.warnings:
+            warnings.warn(text, stacklevel=2)
         return report
 
     def _stream(self, reader, writer, report, max_frames, progress) -> None:
-        """Decode -> convert_frame -> encode, one frame at a time (memory flat)."""
-        total = reader.frame_count if max_frames is None else max_frames
+        """Decode -> convert_frame -> encode, one frame at a time (memory flat).
+
+        Sets `report.frames_expected` and, when the input stops short of it,
+        `report.input_ended` (a decode error ends the input instead of failing)."""
+        expected = reader.frame_count
+        if max_frames is not None:
+            expected = min(expected, max_frames)
+        report.frames_expected = expected
         decoded = iter(reader)
-        bar = tqdm(
-            total=min(total, reader.frame_count),
-            desc="convert",
-            unit="frame",
-            disable=not progress,
-        )
-        tic = time.perf_counter()
-        for frame in itertools.islice(decoded, max_frames):
-            self._tick("decode", tic)
-            output, tracked = self.convert_frame(frame)
+        bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
+        try:
             tic = time.perf_counter()
-            writer.write(output)
-            tic = self._tick("encode", tic)
-            report.frames += 1
-            report.faces += len(tracked)
-            report.frames_without_face += not tracked
-            report.frames_with_predicted_face += any(not t.detected for t in tracked)
-            bar.update()
-        decoded.close()  # Closes the input file now, also after max_frames.
-        bar.close()
+            while max_frames is None or report.frames < max_frames:
+                try:
+                    frame = next(decoded)
+                except StopIteration:
+                    break
+                except FaceswapError as error:  # Damaged input: keep what decoded.
+                    report.input_ended = f"decode error: {error}"
+                    break
+                self._tick("decode", tic)
+                output, tracked = self.convert_frame(frame)
+                tic = time.perf_counter()
+                writer.write(output)
+                tic = self._tick("encode", tic)
+                report.frames += 1
+                report.faces += len(tracked)
+                report.frames_without_face += not tracked
+                report.frames_with_predicted_face += any(
+                    not t.detected for t in tracked
+                )
+                bar.update()
+        finally:
+            decoded.close()  # Closes the input file now, also after max_frames.
+            bar.close()
+        # An estimated count (no count in the header) may be one frame off.
+        short = expected - report.frames > (0 if reader.frame_count_exact else 1)
+        if report.input_ended is None and short:
+            report.input_ended = "early end of stream: the file is truncated or damaged"
