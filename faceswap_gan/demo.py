@@ -178,8 +178,10 @@ def extract_sample(
     source = video
     if max_frames is not None:
         source = _frames_folder(video, output_dir / "frames", max_frames)
-    shutil.rmtree(output_dir / "faces", ignore_errors=True)
-    report = extract_faces(source, output_dir, every=every, progress=progress)
+    # Settings changed or an earlier run stopped: replace its faces, never mix them.
+    report = extract_faces(
+        source, output_dir, every=every, progress=progress, overwrite=True
+    )
     if max_frames is not None:
         shutil.rmtree(source)  # The decoded frames; the faces keep their numbers.
     if report.faces == 0:
@@ -326,8 +328,8 @@ def run_demo(
         watermark=True,
     )
     video = root / "person_a_to_b.mp4"
-    report = VideoConverter(model, converter_config).convert(
-        SAMPLE_A, video, max_frames=max_frames, progress=progress
+    report = VideoConverter(model, converter_config).convert(  # Re-run: replaced.
+        SAMPLE_A, video, max_frames=max_frames, progress=progress, overwrite=True
     )
     seconds["convert"] = time.perf_counter() - tic
 

@@ -10,6 +10,18 @@ Every ConverterConfig field has a flag; --config FILE loads a JSON config (as wr
 `ConverterConfig.to_json`) and explicit flags override it. image_shape defaults to the
 model's input size.
 
+Output: --output must end in .mp4, .mov, .m4v or .mkv and must not be the input (nor a
+link to it). An existing --output is refused unless --overwrite is given. The video is
+written to a hidden temporary file beside --output and renamed onto it only when
+complete, so an error, a full disk or Ctrl-C leaves no half-written video and keeps the
+previous one. These checks run before the model is loaded, and also with --dry-run,
+which writes nothing.
+
+Exit code: 0 when the video is written, 1 (with a one-line reason) on bad options, an
+unreadable input or an output that cannot be written. An input that ends early
+(truncated or damaged) is converted up to where it ends, with exit code 0 and a
+`convert: warning:` line saying how many of the announced frames were reached and why.
+
 Examples:
     python -m faceswap_gan convert --model runs/00001-lite-64px \\
         --input faceswap_gan/data/samples/person_a.mp4 --output swapped.mp4
@@ -24,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 
 # (flag dest, type, help) for the ConverterConfig fields that take a value.
 _VALUE_FIELDS = (
@@ -97,7 +111,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--input", required=True, help="video with the faces to replace"
     )
-    parser.add_argument("--output", required=True, help="output video (.mp4, H.264)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="output video, H.264: .mp4, .mov, .m4v or .mkv (not the input)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output if it exists (default: refuse)",
+    )
     parser.add_argument("--config", help="JSON file of ConverterConfig fields")
     parser.add_argument(
         "--max-frames",
@@ -116,7 +139,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the resolved config and the video's properties, then stop",
+        help="check the paths, print the resolved config and the video's "
+        "properties, then stop (writes nothing)",
     )
     options = parser.add_argument_group("ConverterConfig fields (override --config)")
     for name, type_, help_ in _VALUE_FIELDS:
@@ -171,17 +195,27 @@ def resolve_config(args: argparse.Namespace, model_size: int | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Converts the video and prints the report.
+    """Converts the video and prints the report; warnings go to stderr as
+    `convert: warning: ...` lines.
 
     Returns:
-        int. 0 on success, 1 on bad input (reason on stderr).
+        int. 0 when the video was written (also from an input that ended early: a
+        warning says so) or the dry run passed.
+
+    Raises:
+        FaceswapError: bad options or config, an unreadable input, an output with a
+            suffix other than .mp4/.mov/.m4v/.mkv, the output is the input, or it
+            exists without --overwrite (checked before the model is loaded).
+        OSError: a missing file, or the output cannot be written (full disk...).
     """
     from converter.pipeline import VideoConverter
-    from converter.video import VideoReader
+    from converter.video import VideoReader, check_output, check_output_suffix
 
+    check_output_suffix(args.output)
+    reader = VideoReader(args.input)
+    check_output(args.output, [reader.path], overwrite=args.overwrite)
     if args.dry_run:
         config = resolve_config(args)
-        reader = VideoReader(args.input)
         print(json.dumps(config.to_dict(), indent=2))
         print(
             f"{args.input}: {reader.size[0]}x{reader.size[1]}, {reader.frame_count}"
@@ -199,12 +233,23 @@ def run(args: argparse.Namespace) -> int:
         landmarks = LandmarkDetector(args.landmarks)
     print(json.dumps(config.to_dict()))
     converter = VideoConverter(model, config, landmark_detector=landmarks)
-    report = converter.convert(
-        args.input,
-        args.output,
-        max_frames=args.max_frames,
-        progress=not args.no_progress,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        report = converter.convert(
+            args.input,
+            args.output,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):  # Ours: one line each.
+            text = " ".join(str(warning.message).split())
+            print(f"convert: warning: {text}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     print(report.summary())
     print(f"Wrote {report.output_path} (marked as synthetic media).")
     return 0

@@ -76,7 +76,7 @@ def video_stability(
 
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
-    from converter.video import VideoReader, VideoWriter
+    from converter.video import VideoReader, VideoWriter, check_output
     from faceswap_gan.faces.alignment import align
 
     size = model.image_size
@@ -87,6 +87,8 @@ def video_stability(
     reader = VideoReader(video_path)
     writer = None
     if output_path is not None:
+        # Re-created on each evaluation (replaced only once complete), never the input.
+        check_output(output_path, [reader.path], overwrite=True)
         audio = reader.path if reader.has_audio else None
         writer = VideoWriter(output_path, reader.fps, reader.size, audio)
     raw, smooth, crops_in, crops_out = [], [], [], []
@@ -109,9 +111,12 @@ def video_stability(
             raw.append(found[0]), smooth.append(found[1])
             crops_in.append(align(frame, found[2], CROP_SIZE)[0])
             crops_out.append(align(output, found[2], CROP_SIZE)[0])
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.close()
+            writer.abort()  # No half-written clip; a previous one stays.
+        raise
+    if writer is not None:
+        writer.close()
     return _stability_figures(raw, smooth, crops_in, crops_out)
 
 
