@@ -178,10 +178,8 @@ def extract_sample(
     source = video
     if max_frames is not None:
         source = _frames_folder(video, output_dir / "frames", max_frames)
-    # Settings changed or an earlier run stopped: replace its faces, never mix them.
-    report = extract_faces(
-        source, output_dir, every=every, progress=progress, overwrite=True
-    )
+    shutil.rmtree(output_dir / "faces", ignore_errors=True)
+    report = extract_faces(source, output_dir, every=every, progress=progress)
     if max_frames is not None:
         shutil.rmtree(source)  # The decoded frames; the faces keep their numbers.
     if report.faces == 0:
