@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from skimage.transform import EuclideanTransform, SimilarityTransform
 
 from faceswap_gan.faces.detection import check_frame
 
@@ -36,17 +37,21 @@ def umeyama(
 ) -> np.ndarray:
     """Least-squares similarity transform mapping `src` points onto `dst` points.
 
+    scikit-image's `SimilarityTransform.from_estimate` (or `EuclideanTransform` when
+    `estimate_scale` is False), which implements Umeyama's method.
+
     Args:
-        src: np.ndarray `(N, D)` source points (here `(5, 2)` `(x, y)` pixels).
-        dst: np.ndarray `(N, D)` destination points, same order.
+        src: np.ndarray `(N, 2)` source points (here `(5, 2)` `(x, y)` pixels).
+        dst: np.ndarray `(N, 2)` destination points, same order.
         estimate_scale: bool. Estimate a uniform scale; otherwise scale is 1 (rigid).
 
     Returns:
-        np.ndarray `(D + 1, D + 1)` float64 homogeneous matrix `T` with
-        `dst ~= (T @ [src, 1].T).T[:, :D]`.
+        np.ndarray `(3, 3)` float64 homogeneous matrix `T` with
+        `dst ~= (T @ [src, 1].T).T[:, :2]`.
 
     Raises:
-        ValueError: shapes differ, fewer than 2 points, or all points identical.
+        ValueError: shapes differ, fewer than 2 points, or the points are degenerate
+            (e.g. all identical).
 
     Reference:
         - Umeyama, 1991, "Least-squares estimation of transformation parameters between
@@ -54,28 +59,15 @@ def umeyama(
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[0] < 2:
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
         raise ValueError(
-            f"src and dst must both be (N, D), N >= 2; got {src.shape}, {dst.shape}."
+            f"src and dst must both be (N, 2), N >= 2; got {src.shape}, {dst.shape}."
         )
-    num, dim = src.shape
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean  # (N, D)
-    cov = dst_c.T @ src_c / num  # (D, D), eq. 38
-    if np.linalg.matrix_rank(cov) == 0:
-        raise ValueError("umeyama: degenerate points (all identical); no transform.")
-    sign = np.ones(dim)
-    if np.linalg.det(cov) < 0:
-        sign[-1] = -1  # eq. 39: S = diag(1, ..., -1) when det(cov) < 0
-    u, sigma, vt = np.linalg.svd(cov)
-    transform = np.eye(dim + 1)
-    transform[:dim, :dim] = u @ np.diag(sign) @ vt  # eq. 40
-    scale = 1.0
-    if estimate_scale:
-        scale = (sigma @ sign) / src_c.var(axis=0).sum()  # eq. 42
-    transform[:dim, dim] = dst_mean - scale * (transform[:dim, :dim] @ src_mean)  # 41
-    transform[:dim, :dim] *= scale
-    return transform
+    model = SimilarityTransform if estimate_scale else EuclideanTransform
+    fitted = model.from_estimate(src, dst)
+    if not fitted or not np.all(np.isfinite(fitted.params)):
+        raise ValueError(f"umeyama: degenerate points, no transform ({fitted}).")
+    return np.asarray(fitted.params, np.float64)
 
 
 def target_landmarks(size: int) -> np.ndarray:
