@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from faceswap_gan import vggface
+from faceswap_gan.errors import FaceswapError
 
 # keras-vggface RESNET50 (keras_vggface/models.py), written out independently of the
 # module: (stage, blocks, (filters1, filters2, filters3)); block 1 has the projection.
@@ -195,5 +196,5 @@ def test_bad_weights_argument(tmp_path, monkeypatch):
         "VGGFACE_WEIGHTS_URL",
         "http://127.0.0.1:9/faceswap_gan_test_unreachable.h5",
     )
-    with pytest.raises(RuntimeError, match="pass its path"):
+    with pytest.raises(FaceswapError, match="pass its path"):
         vggface.build_vggface_resnet50(weights="vggface")

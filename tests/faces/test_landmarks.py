@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from mtcnn import MTCNN
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.landmarks import (
     LANDMARK_BACKENDS,
     LandmarkDetector,
@@ -176,7 +177,7 @@ def test_unknown_backend_lists_the_allowed_ones():
     assert LANDMARK_BACKENDS == ("face_api", "face_alignment")
 
 
-def test_face_alignment_missing_is_a_runtime_error_with_install_hint(monkeypatch):
+def test_face_alignment_missing_is_a_user_error_with_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "face_alignment", None)  # import now fails
-    with pytest.raises(RuntimeError, match=r"pip install -e \.\[fan\].*face_api"):
+    with pytest.raises(FaceswapError, match=r"pip install -e \.\[fan\].*face_api"):
         LandmarkDetector("face_alignment")
