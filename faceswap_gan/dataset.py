@@ -35,8 +35,8 @@ from faceswap_gan.augmentation import FACE_SIZE, AugmentConfig, augment
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.images import (
     IMAGE_EXTENSIONS,
+    ImageReadPolicy,
     list_images,
-    read_image,
     read_mask,
     to_model_range,
 )
@@ -64,7 +64,9 @@ class FaceSet:
         images: `(N, 256, 256, 3) uint8` RGB.
         masks: `(N, 256, 256) uint8` (255 = eye) or None without a mask folder.
         skipped: list[Path]. Unreadable faces (or faces with unreadable masks) that were
-            left out; one warning names them.
+            left out; one `images.UnreadableImageWarning` counts and names the
+            unreadable files (`images.ImageReadPolicy`: corrupt, truncated JPEGs, not
+            images).
 
     Args:
         folder: str | Path. Folder of faces in any format OpenCV reads (extensions
@@ -74,8 +76,9 @@ class FaceSet:
 
     Raises:
         FileNotFoundError: a folder does not exist.
-        ValueError: no images in `folder`, none readable, a mask missing for some face,
-            or two masks with the same stem.
+        FaceswapError: no images in `folder`, more than
+            `images.MAX_UNREADABLE_SHARE` (10 %) of the faces (or masks) unreadable, a
+            mask missing for some face, or two masks with the same stem.
     """
 
     def __init__(self, folder: str | Path, mask_folder: str | Path | None = None):
@@ -93,27 +96,22 @@ class FaceSet:
             self._match_masks(paths) if self.mask_folder else [None] * len(paths)
         )
         images, masks, self.paths, self.skipped = [], [], [], []
+        what = f"face images (or their eye masks) in {self.folder}"
+        policy = ImageReadPolicy(len(paths), what)
         for path, mask_path in zip(paths, mask_paths, strict=True):
-            try:
-                image = _resize(read_image(path))
-                mask = None if mask_path is None else _resize(read_mask(mask_path))
-            except ValueError:
+            image = policy.read(path)
+            mask = None
+            if image is not None and mask_path is not None:
+                mask = policy.read(mask_path, read_mask)
+                if mask is None:
+                    image = None
+            if image is None:
                 self.skipped.append(path)
                 continue
-            images.append(image)
-            masks.append(mask)
+            images.append(_resize(image))
+            masks.append(None if mask is None else _resize(mask))
             self.paths.append(path)
-        if self.skipped:
-            warnings.warn(
-                f"Skipped {len(self.skipped)} unreadable face image(s) (or their "
-                f"masks) in {self.folder}: {_names(self.skipped, 10)}.",
-                stacklevel=2,
-            )
-        if not images:
-            raise FaceswapError(
-                f"None of the {len(paths)} images in {self.folder} could "
-                "be read (corrupt or unsupported files)."
-            )
+        policy.finish(stacklevel=2)
         self.images = np.stack(images)
         self.masks = None
         if self.mask_folder:

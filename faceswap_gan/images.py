@@ -5,18 +5,36 @@
   (The original faceswap-GAN fed BGR to the model; this project uses RGB everywhere
   and converts from OpenCV's BGR only in `read_image` / `write_image`.)
 - Masks: `(H, W)` or `(H, W, 1)` float32 in [0, 1] (uint8 0..255 on disk).
+
+Unreadable images (corrupt, truncated, or not images despite their name) follow one
+policy everywhere a folder of images is read (`extract` from a folder, `masks`,
+`train` / `dataset.FaceSet`, `evaluate`): `ImageReadPolicy` skips them with one warning
+that counts and names them, and fails with FaceswapError when more than
+`MAX_UNREADABLE_SHARE` (10 %) of the folder is unreadable. `read_image` treats a
+truncated JPEG as unreadable (OpenCV would decode it with a grey bottom).
+
+`write_image` writes atomically (`files.atomic_output`): a kill or an error leaves the
+previous file, never half an image.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.files import TEMP_MARK, atomic_output
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Skip up to this share of unreadable files of a folder (with a warning); more fails.
+MAX_UNREADABLE_SHARE = 0.1
+_SHOWN_NAMES = 5  # Unreadable file names listed in a warning or an error.
+_JPEG_TAIL = 1024  # Bytes read from the end of a JPEG to find its end-of-image marker.
 
 
 def to_model_range(image: np.ndarray) -> np.ndarray:
@@ -60,8 +78,55 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _is_temporary(p)
     )
+
+
+def _is_temporary(path: Path) -> bool:
+    """A temporary file of `files.atomic_output` (left by a killed write)."""
+    return path.name.startswith(".") and TEMP_MARK in path.name
+
+
+def is_truncated_jpeg(path: str | Path) -> bool:
+    """True for a JPEG file whose end is missing (a cut download or copy).
+
+    OpenCV decodes such a file with only a warning and fills the missing rows grey, so
+    `read_image` asks this. A complete JPEG ends with the end-of-image marker FF D9
+    (at most followed by padding). Checking that costs one read of the last kilobyte,
+    and a truncated file cannot pass it by chance: inside the compressed data an FF
+    byte is always followed by 00 or a restart marker, never D9. Files that do not end
+    with the marker (data appended after the image, such as a motion photo's video)
+    are rare, and only those are decoded strictly with Pillow, which raises on a
+    truncated image: a full decode of every image would double the reading time.
+    Files that are not JPEGs (by their first bytes) return False.
+
+    Args:
+        path: str | Path. An existing file.
+
+    Returns:
+        bool.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(2) != b"\xff\xd8":  # Start-of-image marker: not a JPEG.
+            return False
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(size - _JPEG_TAIL, 2))
+        tail = handle.read()
+    if tail.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9"):
+        return False
+    try:
+        from PIL import Image
+    except ImportError:  # No strict decoder: a JPEG without its end marker is cut.
+        return True
+    try:
+        with Image.open(path) as image:
+            image.load()  # Raises OSError "image file is truncated".
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return False
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -69,7 +134,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: OpenCV cannot decode the file (corrupt or not an image).
+        FaceswapError: OpenCV cannot decode the file (corrupt or not an image), or it
+            is a truncated JPEG (`is_truncated_jpeg`).
     """
     path = Path(path)
     if not path.is_file():
@@ -79,6 +145,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise FaceswapError(
             f"Cannot decode image (corrupt or unsupported format): {path}"
         )
+    if is_truncated_jpeg(path):
+        raise FaceswapError(f"Truncated JPEG (the end of the file is missing): {path}")
     return bgr_to_rgb(image)
 
 
@@ -87,7 +155,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: OpenCV cannot decode the file.
+        FaceswapError: OpenCV cannot decode the file, or it is a truncated JPEG.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,18 +163,151 @@ def read_mask(path: str | Path) -> np.ndarray:
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise FaceswapError(f"Cannot decode mask image: {path}")
+    if is_truncated_jpeg(path):
+        raise FaceswapError(f"Truncated JPEG mask (the end is missing): {path}")
     return mask.astype(np.float32) / 255.0
 
 
 def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
-    """Writes `(H, W, 3) uint8 RGB` or `(H, W) uint8` to `path` (format from suffix)."""
+    """Writes `(H, W, 3) uint8 RGB` or `(H, W) uint8` to `path` (format from suffix).
+
+    Atomic (`files.atomic_output`): the image is encoded in memory, written to a
+    hidden temporary file beside `path` and renamed onto it, so a kill or an error
+    leaves the previous file (or none), never half an image. Replacing `path` never
+    writes through a hard link to another file. The folder is created.
+
+    Args:
+        path: str | Path. The file; its suffix picks the format (`.jpg`, `.png`, ...).
+        image: np.ndarray. `(H, W, 3) uint8 RGB` or `(H, W) uint8`.
+        quality: int. JPEG quality (0..100).
+
+    Raises:
+        FaceswapError: the suffix is not an image format or the image is empty.
+        OSError: the folder cannot be created or written (read-only, full disk, a
+            file where a folder belongs).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = rgb_to_bgr(image) if image.ndim == 3 else image
     params = (
         [cv2.IMWRITE_JPEG_QUALITY, quality]
         if path.suffix.lower() in (".jpg", ".jpeg")
         else []
     )
-    if not cv2.imwrite(str(path), data, params):
-        raise FaceswapError(f"Cannot write image to {path}")
+    try:
+        ok, encoded = cv2.imencode(path.suffix, data, params)
+    except cv2.error as error:
+        ok, reason = False, str(error).strip().splitlines()[-1]
+    else:
+        reason = "encoder failed"
+    if not ok:
+        raise FaceswapError(
+            f"Cannot encode a {image.shape} {image.dtype} image as {path.suffix!r} for "
+            f"{path} ({reason}); use an image suffix such as .jpg or .png."
+        )
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(encoded.tobytes())
+
+
+class UnreadableImageWarning(UserWarning):
+    """Some images of a folder were skipped as unreadable (see `ImageReadPolicy`)."""
+
+
+def _names(paths: Sequence[Path]) -> str:
+    """`a.jpg, b.jpg, ... and N more` (the first `_SHOWN_NAMES` names)."""
+    shown = ", ".join(Path(p).name for p in paths[:_SHOWN_NAMES])
+    more = len(paths) - _SHOWN_NAMES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+class ImageReadPolicy:
+    """The project's one policy for unreadable images in a folder being read.
+
+    An image that cannot be read (OpenCV cannot decode it, a truncated JPEG, a file
+    that is not an image despite its name, a file that vanished) is skipped; when the
+    folder is done, `finish` issues one `UnreadableImageWarning` that counts and names
+    the skipped files (the first 5, "and N more"). When more than
+    `MAX_UNREADABLE_SHARE` (10 %) of the `total` files are unreadable, `skip` raises
+    FaceswapError as soon as that is certain: a folder that is mostly broken is a
+    mistake (wrong folder, failed copy), not a few bad files.
+
+    Used by `extract` (folder input), `masks`, `dataset.FaceSet` (`train`) and
+    `evaluation.faces.load_faces` (`evaluate`).
+
+    Example:
+        policy = ImageReadPolicy(len(paths), f"face images in {folder}")
+        for path in paths:
+            image = policy.read(path)
+            if image is None:
+                continue  # skipped
+            ...
+        policy.finish()
+
+    Args:
+        total: int. Number of files that will be read (the share's denominator).
+        what: str. Plural noun phrase for messages, e.g. "face images in data/a".
+        max_share: float. The share of unreadable files still accepted.
+
+    Attributes:
+        skipped: list[Path]. The unreadable files, in the order met.
+    """
+
+    def __init__(
+        self, total: int, what: str, max_share: float = MAX_UNREADABLE_SHARE
+    ) -> None:
+        self.total, self.what, self.max_share = int(total), what, float(max_share)
+        self.skipped: list[Path] = []
+
+    def read(
+        self, path: str | Path, reader: Callable[[Path], np.ndarray] = read_image
+    ) -> np.ndarray | None:
+        """`reader(path)`, or None after `skip(path)` when the file is unreadable.
+
+        Args:
+            path: str | Path. The file.
+            reader: `read_image` (default), `read_mask` or any function of a path
+                that raises FaceswapError or OSError for an unreadable file.
+
+        Returns:
+            np.ndarray, or None for a skipped file.
+
+        Raises:
+            FaceswapError: too many unreadable files (see `skip`).
+        """
+        try:
+            return reader(Path(path))
+        except (FaceswapError, OSError):
+            self.skip(path)
+            return None
+
+    def skip(self, path: str | Path) -> None:
+        """Records `path` as unreadable.
+
+        Raises:
+            FaceswapError: more than `max_share` of `total` files are now unreadable;
+                the message counts and names them.
+        """
+        self.skipped.append(Path(path))
+        if len(self.skipped) > self.max_share * self.total:
+            allowed = int(self.max_share * self.total)
+            raise FaceswapError(
+                f"Too many unreadable {self.what}: {len(self.skipped)} of "
+                f"{self.total} found so far are corrupt, truncated or not images "
+                f"({_names(self.skipped)}); at most {self.max_share:.0%} ({allowed} "
+                f"of {self.total}) may be skipped. Remove or replace them, or check "
+                "that this is the right folder."
+            )
+
+    def finish(self, stacklevel: int = 2) -> None:
+        """Warns once (`UnreadableImageWarning`) when files were skipped.
+
+        Args:
+            stacklevel: int. As `warnings.warn`; 2 points at the caller.
+        """
+        if self.skipped:
+            warnings.warn(
+                f"Skipped {len(self.skipped)} of {self.total} {self.what}: "
+                f"unreadable (corrupt, truncated or not images): "
+                f"{_names(self.skipped)}.",
+                UnreadableImageWarning,
+                stacklevel=stacklevel + 1,
+            )
