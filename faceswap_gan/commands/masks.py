@@ -2,7 +2,12 @@
 
 The original's `prep_binary_masks.ipynb` as a command: 68-point landmarks, convex hulls
 of both eyes, dilated and blurred; one mask per image under the same file name, all
-black where no face is found.
+black where no face is found. Each mask is written atomically (never half a file).
+
+Unreadable images (corrupt, truncated JPEGs, not images) are skipped with a warning
+naming them; more than 10 % unreadable stops the command. The output folder must not
+be the face folder (nor a link to it, nor hold hard links to the faces): the masks
+would replace the faces.
 
 Examples:
     python -m faceswap_gan masks --faces data/a/faces/aligned_faces \\
@@ -26,7 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--faces", required=True, help="folder of face images")
-    parser.add_argument("--output", required=True, help="folder for the masks")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="folder for the masks (not the face folder; created if needed)",
+    )
     parser.add_argument(
         "--landmarks",
         default="face_api",
@@ -41,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     """Writes the masks and prints where they went and the counts.
 
     Returns:
-        int. 0 on success, 1 on bad input (reason on stderr).
+        int. 0 on success. Bad input (a missing folder, too many unreadable images,
+        the output being the face folder) raises FaceswapError or OSError, which
+        `cli.main` reports in one line (exit code 1).
     """
     from faceswap_gan.faces.masks import make_eye_masks
 

@@ -13,6 +13,8 @@ Masks are `(H, W)` float32 in [0, 1]; on disk they are uint8 grayscale JPGs.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.files import check_output_not_input, same_file
 
 # name -> index ranges of the iBUG-68 layout; each range is filled as one convex hull.
 FACE_PARTS: dict[str, tuple[range, ...]] = {
@@ -160,15 +163,37 @@ class MaskReport:
     Attributes:
         output_dir: Path. Where the masks went.
         images: int. Face images read.
-        masks: int. Mask files written (one per image).
+        masks: int. Mask files written (one per readable image).
         no_landmarks: list[str]. Names of images where no face or landmarks were found
             (their masks are all black).
+        skipped: list[str]. Names of unreadable images (no mask written; see
+            `images.ImageReadPolicy`).
     """
 
     output_dir: Path
     images: int = 0
     masks: int = 0
     no_landmarks: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _check_mask_outputs(images: list[Path], faces_dir: Path, output_dir: Path) -> None:
+    """Refuses an output folder that is the face folder, or a mask that would be one
+    of the face images (a hard or symbolic link to it)."""
+    check_output_not_input(output_dir, [faces_dir], "output folder")
+    clashes = [p for p in images if same_file(output_dir / p.name, p)]
+    if clashes:
+        names = ", ".join(p.name for p in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        raise FaceswapError(
+            f"The output folder {output_dir} holds links to the face images "
+            f"({names}{more}): writing the masks there would replace the faces. "
+            "Choose an output folder outside the face folder, without links to it."
+        )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(output_dir)
+        )
 
 
 def make_eye_masks(
@@ -188,6 +213,13 @@ def make_eye_masks(
     landmark net expects a detector-style box, so a loose crop given whole would put
     the landmarks in the wrong place.
 
+    Each mask is written atomically (`images.write_image`). Unreadable images
+    (corrupt, truncated JPEGs, not images) are skipped with one warning, up to
+    `images.MAX_UNREADABLE_SHARE` (10 %) of the folder (`images.ImageReadPolicy`).
+    The output folder must not be the face folder (nor a link to it), and no mask may
+    land on a face image (a hard link to it in the output folder): both are refused
+    before anything is written.
+
     Args:
         faces_dir: str | Path. Folder of face images (`images.IMAGE_EXTENSIONS`).
         output_dir: str | Path. Created if needed.
@@ -201,7 +233,11 @@ def make_eye_masks(
 
     Raises:
         FileNotFoundError: `faces_dir` does not exist.
-        ValueError: `faces_dir` holds no images, or an unknown backend.
+        NotADirectoryError: `output_dir` is a file.
+        FaceswapError: `faces_dir` holds no images, more than 10 % of them are
+            unreadable, `output_dir` is `faces_dir` or holds links to its images, or
+            an unknown backend.
+        OSError: `output_dir` cannot be created or written.
         RuntimeError: backend "face_alignment" is not installed.
     """
     from tqdm.auto import tqdm
@@ -210,22 +246,27 @@ def make_eye_masks(
     from faceswap_gan.faces.landmarks import LandmarkDetector
     from faceswap_gan.images import (
         IMAGE_EXTENSIONS,
+        ImageReadPolicy,
         list_images,
-        read_image,
         write_image,
     )
 
+    faces_dir = Path(faces_dir)
     images = list_images(faces_dir)
     if not images:
         raise FaceswapError(
             f"No images in {faces_dir}; expected {IMAGE_EXTENSIONS} files."
         )
+    report = MaskReport(output_dir=Path(output_dir))
+    _check_mask_outputs(images, faces_dir, report.output_dir)
+    report.output_dir.mkdir(parents=True, exist_ok=True)
     landmarks = LandmarkDetector(backend=backend)
     detector = detector or FaceDetector()
-    report = MaskReport(output_dir=Path(output_dir))
-    report.output_dir.mkdir(parents=True, exist_ok=True)
+    policy = ImageReadPolicy(len(images), f"face images in {faces_dir}")
     for path in tqdm(images, disable=not progress, desc="eye masks", unit="face"):
-        image = read_image(path)
+        image = policy.read(path)
+        if image is None:
+            continue
         report.images += 1
         faces = detector.detect(image)
         mask = np.zeros(image.shape[:2], np.float32)
@@ -236,4 +277,6 @@ def make_eye_masks(
             report.no_landmarks.append(path.name)
         write_image(report.output_dir / path.name, (mask * 255 + 0.5).astype(np.uint8))
         report.masks += 1
+    report.skipped = [p.name for p in policy.skipped]
+    policy.finish(stacklevel=2)
     return report
