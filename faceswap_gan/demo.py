@@ -178,8 +178,10 @@ def extract_sample(
     source = video
     if max_frames is not None:
         source = _frames_folder(video, output_dir / "frames", max_frames)
-    shutil.rmtree(output_dir / "faces", ignore_errors=True)
-    report = extract_faces(source, output_dir, every=every, progress=progress)
+    # Settings changed or an earlier run stopped: replace its faces, never mix them.
+    report = extract_faces(
+        source, output_dir, every=every, progress=progress, overwrite=True
+    )
     if max_frames is not None:
         shutil.rmtree(source)  # The decoded frames; the faces keep their numbers.
     if report.faces == 0:

@@ -4,6 +4,7 @@ Examples:
     python -m faceswap_gan extract --input clip.mp4 --output data/person_a --every 6
     python -m faceswap_gan extract --input photos/ --output data/person_b --size 128
     python -m faceswap_gan extract --input party.mp4 --output data/a --reference a.jpg
+    python -m faceswap_gan extract --input clip2.mp4 --output data/a --append
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Detects faces with MTCNN, aligns each on its own five landmarks and "
             "writes OUTPUT/faces/{raw_faces,aligned_faces,binary_masks_eyes}/"
             "frame{N}face{i}.jpg plus OUTPUT/faces/faces.csv (boxes, scores, "
-            "landmarks): the training data layout of faceswap-GAN."
+            "landmarks): the training data layout of faceswap-GAN. An OUTPUT that "
+            "already holds faces is refused unless --append or --overwrite is given. "
+            "Images and faces.csv are written atomically (a kill never leaves half a "
+            "file). Unreadable images of an input folder (corrupt, truncated JPEGs, "
+            "not images) are skipped with a warning naming them; more than 10% "
+            "unreadable stops the command."
         ),
         epilog=__doc__.split("Examples:")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,7 +50,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         required=True,
         help="a video file (any format FFmpeg reads) or an image folder",
     )
-    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument(
+        "--output", required=True, help="output folder (faces go to OUTPUT/faces/)"
+    )
+    earlier = parser.add_mutually_exclusive_group()
+    earlier.add_argument(
+        "--append",
+        action="store_true",
+        help="OUTPUT already holds faces: keep them and add the new ones, named "
+        "{input stem}_frame{N}face{i}.jpg (-2, -3, ... if taken); faces.csv lists "
+        "the old and the new faces",
+    )
+    earlier.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUTPUT already holds faces: remove them (the images of the three "
+        "folders and faces.csv, no other files) and extract anew",
+    )
     parser.add_argument(
         "--every",
         type=_positive_int,
@@ -100,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     """Runs the extraction and prints where the outputs went.
 
     Returns:
-        int. 0 on success, 1 on bad input (missing or unreadable file, empty folder),
-        with the reason on stderr.
+        int. 0 on success. Bad input (a missing or unreadable file, an empty folder,
+        an earlier extract in OUTPUT without --append/--overwrite, a file where a
+        folder belongs) raises FaceswapError or OSError, which `cli.main` reports in
+        one line (exit code 1).
     """
     from faceswap_gan.faces.detection import FaceDetector
     from faceswap_gan.faces.extract import SUBFOLDERS, extract_faces
@@ -120,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         crude_masks=args.crude_masks,
         landmark_backend=args.landmarks,
+        append=args.append,
+        overwrite=args.overwrite,
     )
     print(
         f"Searched {report.frames_sampled} frames: {report.faces} faces saved, "
@@ -131,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         )
         + "."
     )
+    if report.previous_faces:
+        print(f"Kept the {report.previous_faces} faces of the earlier extract.")
+    if report.removed:
+        print(f"Removed {report.removed} files of the earlier extract.")
     for sub in SUBFOLDERS:
         print(f"  {report.output_dir / sub}")
     print(f"  {report.csv_path}")

@@ -12,11 +12,31 @@ Fixes over the original: every face is aligned with its own landmarks (REFERENCE
 item 5), eye masks come from 68-point landmarks by default (the crude MTCNN rectangles
 remain an option), video is streamed (memory does not grow with its length), and an
 optional reference photo keeps only faces of that person.
+
+Safe outputs:
+- An output that already holds faces (an image in one of the three folders, or a
+  faces.csv) is refused: extracting again would mix two people's faces and list only
+  the new ones in faces.csv. `append=True` keeps the old faces and adds the new ones
+  (faces.csv lists old rows then new rows); `overwrite=True` first removes the old
+  extract outputs, only the files this function writes (the three folders' images and
+  faces.csv), never other files.
+- Appended faces are named `{input stem}_frame{N}face{i}.jpg` (the video's file name
+  without suffix, or the image folder's name), so a second clip does not reuse the
+  first one's names; a name already taken (by stem, in any of the three folders or in
+  faces.csv: the same input appended twice) gets `-2`, `-3`, ... before `.jpg`.
+- Every image is written atomically (`images.write_image`) and faces.csv is written
+  to a temporary file and renamed when the run ends, also when it ends with an error
+  (then it lists the faces written so far). A kill leaves the previous faces.csv (or
+  none), never half of one.
+- Unreadable images of an input folder are skipped as `images.ImageReadPolicy` says
+  (a warning names them; more than 10 % unreadable fails).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +50,14 @@ from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points, warp_to_crop
 from faceswap_gan.faces.detection import Face, FaceDetector
 from faceswap_gan.faces.masks import crude_eye_mask, eye_mask
-from faceswap_gan.images import IMAGE_EXTENSIONS, list_images, read_image, write_image
+from faceswap_gan.files import atomic_output, remove_partials
+from faceswap_gan.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadPolicy,
+    list_images,
+    read_image,
+    write_image,
+)
 
 SUBFOLDERS = ("raw_faces", "aligned_faces", "binary_masks_eyes")
 CSV_COLUMNS = (
@@ -58,6 +85,9 @@ class ExtractReport:
         rejected_by_reference: int. Faces dropped as not the reference person.
         csv_path: Path. The per-face table.
         names: list[str]. File names written (the same in all three folders).
+        previous_faces: int. Rows of an earlier faces.csv kept (`append`).
+        removed: int. Files of an earlier extract removed (`overwrite`).
+        skipped: list[str]. Unreadable images of an input folder that were skipped.
     """
 
     output_dir: Path
@@ -68,6 +98,9 @@ class ExtractReport:
     rejected_by_reference: int = 0
     csv_path: Path | None = None
     names: list[str] = field(default_factory=list)
+    previous_faces: int = 0
+    removed: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def open_video(path: str | Path) -> av.container.InputContainer:
@@ -118,8 +151,11 @@ def iter_video_frames(
         container.close()
 
 
-def _iter_inputs(source: Path, every: int) -> tuple[Iterator, int | None]:
-    """(iterator of (index, frame, source name), total frame count or None)."""
+def _iter_inputs(
+    source: Path, every: int
+) -> tuple[Iterator, int | None, ImageReadPolicy | None]:
+    """(iterator of (index, frame, source name), total frame count or None, the
+    unreadable-image policy of a folder input or None for a video)."""
     if source.is_dir():
         images = list_images(source)
         if not images:
@@ -127,14 +163,100 @@ def _iter_inputs(source: Path, every: int) -> tuple[Iterator, int | None]:
                 f"No images in folder {source}; expected files ending in "
                 f"{', '.join(IMAGE_EXTENSIONS)}."
             )
-        return (
-            (i, read_image(p), p.name) for i, p in enumerate(images) if i % every == 0
-        ), len(images)
+        picked = [(i, p) for i, p in enumerate(images) if i % every == 0]
+        policy = ImageReadPolicy(len(picked), f"images in {source}")
+        frames = (
+            (i, image, p.name)
+            for i, p in picked
+            if (image := policy.read(p)) is not None
+        )
+        return frames, len(images), policy
     container = open_video(source)  # Validates the file before anything is written.
     total = container.streams.video[0].frames or None
     container.close()
     frames = ((i, f, source.name) for i, f in iter_video_frames(source, every))
-    return frames, total
+    return frames, total, None
+
+
+def _not_a_folder(path: Path) -> NotADirectoryError:
+    return NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+
+
+def _earlier_outputs(root: Path) -> list[Path]:
+    """The files an earlier extract wrote under `root` (`OUTPUT/faces`): images in the
+    three folders and faces.csv.
+
+    Raises:
+        NotADirectoryError: a file stands where one of the folders belongs.
+        IsADirectoryError: faces.csv is a folder.
+    """
+    for folder in (root.parent, root, *(root / sub for sub in SUBFOLDERS)):
+        if folder.exists() and not folder.is_dir():
+            raise _not_a_folder(folder)
+    found = [
+        p
+        for sub in SUBFOLDERS
+        if (root / sub).is_dir()
+        for p in list_images(root / sub)
+    ]
+    csv_path = root / "faces.csv"
+    if csv_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(csv_path))
+    if csv_path.exists():
+        found.append(csv_path)
+    return found
+
+
+def _check_output_state(
+    root: Path, earlier: list[Path], append: bool, overwrite: bool
+) -> None:
+    """Refuses to mix new faces into an earlier extract without append/overwrite."""
+    if append and overwrite:
+        raise FaceswapError(
+            "--append and --overwrite exclude each other: --append keeps the faces "
+            "already extracted, --overwrite removes them. Give one of them."
+        )
+    if earlier and not (append or overwrite):
+        faces = len({p.stem for p in earlier if p.name != "faces.csv"})
+        has_csv = any(p.name == "faces.csv" for p in earlier)
+        held = " and ".join([f"{faces} faces"] * (faces > 0) + ["faces.csv"] * has_csv)
+        raise FaceswapError(
+            f"The output {root} already holds an earlier extract ({held}); "
+            "extracting into it would mix the faces of two runs. Give --append to "
+            "add the new faces, --overwrite to replace the old ones, or choose "
+            "another --output."
+        )
+
+
+def _read_rows(csv_path: Path) -> list[list[str]]:
+    """The rows of an earlier faces.csv in `CSV_COLUMNS` order ([] if none)."""
+    if not csv_path.is_file():
+        return []
+    try:
+        with open(csv_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None:  # An empty file.
+                return []
+            if "file" not in reader.fieldnames:
+                raise FaceswapError(
+                    f"{csv_path} is not a faces.csv of extract (no 'file' column); "
+                    "move it away or give --overwrite to replace it."
+                )
+            return [[row.get(c) or "" for c in CSV_COLUMNS] for row in reader]
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise FaceswapError(
+            f"Cannot read the earlier {csv_path} ({error}); move it away or give "
+            "--overwrite to replace it."
+        ) from error
+
+
+def _taken_stems(root: Path, rows: list[list[str]]) -> set[str]:
+    """Name stems in use: files in the three folders and faces.csv's file column."""
+    stems = {Path(row[0]).stem for row in rows}
+    for sub in SUBFOLDERS:
+        if (root / sub).is_dir():
+            stems.update(p.stem for p in (root / sub).iterdir())
+    return stems
 
 
 def _reference_embedding(photo: str | Path, detector: FaceDetector, size: int):
@@ -190,8 +312,13 @@ def extract_faces(
     landmark_backend: str = "face_api",
     threshold: float = 0.6,
     progress: bool = True,
+    append: bool = False,
+    overwrite: bool = False,
 ) -> ExtractReport:
     """Detects, aligns and saves every face of a video or an image folder.
+
+    An output that already holds an extract is refused unless `append` or
+    `overwrite` is given (module doc: naming of appended faces, what is removed).
 
     Args:
         input: str | Path. A video file (anything FFmpeg reads) or a folder of images.
@@ -206,14 +333,23 @@ def extract_faces(
         landmark_backend: str. `LandmarkDetector` backend for the 68-point masks.
         threshold: float. Same-person L2 embedding distance for `reference` (0.6).
         progress: bool. Show a tqdm bar.
+        append: bool. Keep the faces of an earlier extract in `output_dir` and add the
+            new ones (named `{input stem}_frame{N}face{i}.jpg`); faces.csv keeps the
+            old rows and adds the new ones.
+        overwrite: bool. Remove an earlier extract's images (in the three folders) and
+            faces.csv before extracting; other files stay.
 
     Returns:
         ExtractReport. A video without faces gives empty folders and `faces == 0`.
 
     Raises:
         FileNotFoundError: `input` or `reference` does not exist.
-        ValueError: unreadable video, empty image folder, `every < 1`, `size < 8`, or
-            no face in the reference photo.
+        NotADirectoryError: a file stands where an output folder belongs.
+        FaceswapError: unreadable video, empty image folder, more than 10 % of an
+            image folder unreadable, `every < 1`, `size < 8`, no face in the reference
+            photo, an earlier extract in `output_dir` without `append` or `overwrite`,
+            or both of them.
+        OSError: the output cannot be written (read-only, full disk).
     """
     source = Path(input)
     if not source.exists():
@@ -222,7 +358,10 @@ def extract_faces(
         )
     if int(every) < 1 or int(size) < 8:
         raise FaceswapError(f"every must be >= 1 and size >= 8; got {every}, {size}.")
-    frames, total = _iter_inputs(source, int(every))
+    root = Path(output_dir) / "faces"
+    earlier = _earlier_outputs(root)
+    _check_output_state(root, earlier, append, overwrite)
+    frames, total, policy = _iter_inputs(source, int(every))
     detector = detector or FaceDetector()
     embedder, ref = (None, None)
     if reference is not None:
@@ -232,28 +371,61 @@ def extract_faces(
         from faceswap_gan.faces.landmarks import LandmarkDetector
 
         landmark_detector = LandmarkDetector(backend=landmark_backend)
-    root = Path(output_dir) / "faces"
-    for sub in SUBFOLDERS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
     report = ExtractReport(
         output_dir=root, frames_total=total, csv_path=root / "faces.csv"
     )
-    with open(report.csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        step = _FrameStep(detector, landmark_detector, size, root, writer)
-        if embedder is not None:
-            step.embedder, step.reference, step.threshold = embedder, ref, threshold
-        bar_total = None if total is None else -(-total // int(every))
-        for index, frame, name in tqdm(
-            frames, total=bar_total, disable=not progress, desc="extract", unit="frame"
-        ):
-            kept, rejected, names = step(frame, index, name)
-            report.frames_sampled += 1
-            report.faces += kept
-            report.rejected_by_reference += rejected
-            report.frames_without_faces += kept == 0
-            report.names.extend(names)
+    old_rows = _read_rows(report.csv_path) if append else []
+    if overwrite:  # Only now: a bad input or option above leaves the old faces.
+        for path in earlier:
+            path.unlink()
+        report.removed = len(earlier)
+    for sub in SUBFOLDERS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        remove_partials(root / sub)  # Temporary files of a killed earlier run.
+    remove_partials(root)
+    step = _FrameStep(detector, landmark_detector, size, root)
+    if append:
+        step.prefix = f"{source.stem}_"
+        step.taken = _taken_stems(root, old_rows)
+    if embedder is not None:
+        step.embedder, step.reference, step.threshold = embedder, ref, threshold
+    report.previous_faces = len(old_rows)
+    bar_total = None if total is None else -(-total // int(every))
+    failure = None
+    # faces.csv goes to a temporary file, renamed at the end: a kill leaves the old
+    # one. An error still publishes it, listing the faces written until then.
+    with atomic_output(report.csv_path) as tmp, open(tmp, "w", newline="") as handle:
+        step.writer = csv.writer(handle)
+        step.writer.writerow(CSV_COLUMNS)
+        step.writer.writerows(old_rows)
+        try:
+            for index, frame, name in tqdm(
+                frames,
+                total=bar_total,
+                disable=not progress,
+                desc="extract",
+                unit="frame",
+            ):
+                kept, rejected, names = step(frame, index, name)
+                report.frames_sampled += 1
+                report.faces += kept
+                report.rejected_by_reference += rejected
+                report.frames_without_faces += kept == 0
+                report.names.extend(names)
+        except BaseException as error:  # Re-raised below, once faces.csv is written.
+            failure = error
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            if failure is None:
+                raise
+            raise failure from None  # faces.csv cannot be written either: keep the old.
+    if failure is not None:
+        raise failure
+    if policy is not None:
+        report.skipped = [p.name for p in policy.skipped]
+        policy.finish(stacklevel=2)
     if report.faces == 0:
         print(
             f"No faces found in {source} ({report.frames_sampled} frames searched); "
@@ -270,7 +442,9 @@ class _FrameStep:
     landmark_detector: object | None  # None: crude MTCNN eye masks
     size: int
     root: Path
-    writer: object  # csv.writer
+    writer: object = None  # csv.writer
+    prefix: str = ""  # Of the file names ("{input stem}_" when appending).
+    taken: set[str] | None = None  # Name stems in use (appending), else None.
     embedder: object | None = None  # FaceEmbedder when a reference photo is given
     reference: np.ndarray | None = None  # (128,) embedding of the reference face
     threshold: float = 0.6
@@ -293,7 +467,7 @@ class _FrameStep:
         for i, (face, (crop, _), mask, k) in enumerate(
             zip(faces, aligned, masks, keep)
         ):
-            name = f"frame{index}face{i}.jpg"
+            name = self._name(f"{self.prefix}frame{index}face{i}")
             x0, y0, x1, y1 = np.round(face.box).astype(int)
             write_image(self.root / "raw_faces" / name, frame[y0:y1, x0:x1])
             write_image(self.root / "aligned_faces" / name, crop)
@@ -302,3 +476,14 @@ class _FrameStep:
             self.writer.writerow(_csv_row(name, index, i, source, face, distances[k]))
             names.append(name)
         return len(faces), len(distances) - len(faces), names
+
+    def _name(self, stem: str) -> str:
+        """`stem.jpg`, or `stem-2.jpg`, `stem-3.jpg`, ... when `stem` is taken."""
+        if self.taken is not None:
+            candidate, k = stem, 1
+            while candidate in self.taken:
+                k += 1
+                candidate = f"{stem}-{k}"
+            self.taken.add(candidate)
+            stem = candidate
+        return f"{stem}.jpg"
