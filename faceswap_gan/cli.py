@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 import tempfile
+import warnings
 
 COMMANDS = ("extract", "masks", "train", "convert", "demo", "evaluate")
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     # "remapper failed"); Python exceptions still carry their messages.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "3")
     print(device_line(quiet=not args.verbose))
+    if not args.debug:  # warnings as "<command>: warning: ..." without file:line
+        warnings.formatwarning = lambda message, *_, **__: (
+            f"{args.command}: warning: {message}\n"
+        )
     from faceswap_gan.commands import USER_ERRORS, fail
 
     try:
