@@ -28,6 +28,7 @@ all faces of a frame share one crop side (the largest smoothed box side, clipped
 
 from __future__ import annotations
 
+import glob
 import time
 import warnings
 from collections import defaultdict
@@ -48,6 +49,7 @@ from converter.video import (
     check_output,
     check_output_suffix,
 )
+from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points
 
@@ -141,6 +143,20 @@ class ConversionReport:
         ]
         lines += [f"warning: {text}" for text in self.warnings]
         return "\n".join(lines)
+
+
+def _remove_stale_temps(output_path: str | Path) -> list[Path]:
+    """Deletes the hidden temporary files a killed conversion (kill -9, power loss)
+    left for this output (`.NAME.partial-XXXX.SUFFIX`, `files.temp_path`); other
+    files in the folder are not touched. Returns them."""
+    output = Path(output_path)
+    if not output.parent.is_dir():
+        return []
+    pattern = glob.escape(f".{output.stem}{files.TEMP_MARK}") + "*"
+    stale = [p for p in output.parent.glob(pattern + glob.escape(output.suffix))]
+    for path in stale:
+        files.remove(path)
+    return stale
 
 
 def _smoother_factory(config: ConverterConfig):
@@ -300,6 +316,7 @@ class VideoConverter:
         The output is written to a hidden temporary file beside it and renamed onto
         `output_path` only when complete: on any error (a full disk, Ctrl-C...) the
         temporary file is removed and an existing `output_path` is left as it was.
+        Temporary files of this output left by a killed conversion are removed first.
 
         An input that ends early (truncated or damaged: a decode error, or fewer frames
         than its header announced) is converted up to where it ends: the output is a
@@ -341,6 +358,7 @@ class VideoConverter:
         width = blending.output_width(self.config.output_type, reader.size[0])
         audio = reader.path if reader.has_audio else None
         size = (width, reader.size[1])
+        _remove_stale_temps(output_path)
         with VideoWriter(output_path, reader.fps, size, audio) as writer:
             self._stream(reader, writer, report, max_frames, progress)
             if report.frames == 0:  # Raised inside: the writer discards its file.
