@@ -15,6 +15,7 @@ import os
 _ADVICE = {
     errno.ENOSPC: "free some space or write elsewhere",
     errno.EDQUOT: "free some space or write elsewhere",
+    errno.EFBIG: "the file system or `ulimit -f` limits the file size; write elsewhere",
     errno.EACCES: "check the permissions, or write elsewhere",
     errno.EPERM: "check the permissions, or write elsewhere",
     errno.EROFS: "the file system is read-only; write elsewhere",
