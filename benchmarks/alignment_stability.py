@@ -53,7 +53,7 @@ SMOOTHERS = {"kalman 1e-3": ("kalman", 1e-3), "ema 0.65": ("ema", 0.65)}
 
 
 def read_frames(path: Path, count: int) -> list:
-    from faceswap_gan.faces.extract import iter_video_frames
+    from faceswap_gan.video import iter_video_frames
 
     return [frame for _, frame in iter_video_frames(path, 1, count)]
 

@@ -35,7 +35,7 @@ def _maxrss_mib() -> float:
 def make_input(clip: Path, frames: int, path: Path) -> Path:
     """Writes the first `frames` frames of `clip`, looping it, as an MP4 (no audio)."""
     sys.path.insert(0, str(REPO))
-    from converter.video import VideoReader, VideoWriter
+    from faceswap_gan.video import VideoReader, VideoWriter
 
     reader = VideoReader(clip)
     with VideoWriter(path, reader.fps, reader.size, metadata={}) as writer:
@@ -52,7 +52,7 @@ def worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
-    from converter.video import VideoReader
+    from faceswap_gan.video import VideoReader
 
     if args.model:
         from faceswap_gan.checkpoints import load_model

@@ -21,9 +21,9 @@ import numpy as np
 
 from faceswap_gan.faces.alignment import align, transform_points
 from faceswap_gan.faces.detection import FaceDetector
-from faceswap_gan.faces.extract import iter_video_frames
 from faceswap_gan.faces.landmarks import LandmarkDetector
 from faceswap_gan.faces.masks import eye_mask
+from faceswap_gan.video import iter_video_frames
 
 CLIP = Path(__file__).resolve().parents[1] / "faceswap_gan/data/samples/person_a.mp4"
 

@@ -43,15 +43,15 @@ from converter import blending
 from converter.config import ConverterConfig, SegmentationType
 from converter.smoothing import FaceTracker, KalmanBoxSmoother, MovingAverageBoxSmoother
 from converter.transformer import FaceTransformer
-from converter.video import (
+from faceswap_gan import files
+from faceswap_gan.errors import FaceswapError
+from faceswap_gan.faces.alignment import align, transform_points
+from faceswap_gan.video import (
     VideoReader,
     VideoWriter,
     check_output,
     check_output_suffix,
 )
-from faceswap_gan import files
-from faceswap_gan.errors import FaceswapError
-from faceswap_gan.faces.alignment import align, transform_points
 
 
 def box_mask_in_crop(
@@ -326,7 +326,7 @@ class VideoConverter:
         Args:
             input_path: str | Path. The video of the faces to replace.
             output_path: str | Path. The H.264 video to write (tagged as synthetic):
-                .mp4, .mov, .m4v or .mkv (`converter.video.VIDEO_SUFFIXES`).
+                .mp4, .mov, .m4v or .mkv (`faceswap_gan.video.VIDEO_SUFFIXES`).
             max_frames: int | None. Convert only the first `max_frames` frames (the
                 audio is cut to match); None = all.
             progress: bool. Show a tqdm progress bar.

@@ -136,8 +136,8 @@ def _write_state(path: Path, state: dict) -> None:
 
 def _frames_folder(video: Path, folder: Path, max_frames: int) -> Path:
     """Decodes the first `max_frames` frames of `video` to PNGs in `folder`."""
-    from faceswap_gan.faces.extract import iter_video_frames
     from faceswap_gan.images import write_image
+    from faceswap_gan.video import iter_video_frames
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -12,9 +12,9 @@ import sys
 import av
 import pytest
 
-from converter.video import SYNTHETIC_METADATA, read_metadata
 from faceswap_gan.demo import demo_train_config, run_demo
 from faceswap_gan.images import list_images
+from faceswap_gan.video import SYNTHETIC_METADATA, read_metadata
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

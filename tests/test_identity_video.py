@@ -4,12 +4,11 @@ bundled clip of person A and the real crops of the two people."""
 import numpy as np
 import pytest
 
-from converter.video import VideoWriter
 from faceswap_gan.demo import SAMPLE_A
 from faceswap_gan.evaluation.identity_video import swap_identity_per_frame
-from faceswap_gan.faces.extract import iter_video_frames
 from faceswap_gan.faces.identity import build_identity_embedder
 from faceswap_gan.images import list_images, read_image
+from faceswap_gan.video import VideoWriter, iter_video_frames
 
 FRAMES = 6
 

@@ -19,9 +19,9 @@ import pytest
 
 from converter.config import ConverterConfig
 from converter.pipeline import VideoConverter
-from converter.video import VideoReader, read_metadata
 from faceswap_gan.cli import main
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.video import VideoReader, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def test_killed_writer_keeps_the_previous_video(converter, clip_a, tmp_path):
     before = out.read_bytes()
     script = (
         "import sys, time\n"
-        "from converter.video import VideoReader, VideoWriter\n"
+        "from faceswap_gan.video import VideoReader, VideoWriter\n"
         "reader = VideoReader(sys.argv[1])\n"
         "with VideoWriter(sys.argv[2], reader.fps, reader.size, sys.argv[1]) as w:\n"
         "    while True:\n"

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         OSError: a missing file, or the output cannot be written (full disk...).
     """
     from converter.pipeline import VideoConverter
-    from converter.video import VideoReader, check_output, check_output_suffix
+    from faceswap_gan.video import VideoReader, check_output, check_output_suffix
 
     check_output_suffix(args.output)
     reader = VideoReader(args.input)

@@ -76,8 +76,8 @@ def video_stability(
 
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
-    from converter.video import VideoReader, VideoWriter, check_output
     from faceswap_gan.faces.alignment import align
+    from faceswap_gan.video import VideoReader, VideoWriter, check_output
 
     size = model.image_size
     config = ConverterConfig(

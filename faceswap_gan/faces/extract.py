@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import av
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
@@ -58,6 +57,7 @@ from faceswap_gan.images import (
     read_image,
     write_image,
 )
+from faceswap_gan.video import VideoReader, iter_video_frames
 
 SUBFOLDERS = ("raw_faces", "aligned_faces", "binary_masks_eyes")
 CSV_COLUMNS = (
@@ -103,54 +103,6 @@ class ExtractReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def open_video(path: str | Path) -> av.container.InputContainer:
-    """Opens a video file with PyAV; the caller closes it.
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        ValueError: the file is not a readable video (corrupt, or no video stream).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Video not found: {path}")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as error:
-        raise FaceswapError(
-            f"Cannot read video {path} (corrupt or unsupported): {error}"
-        )
-    if not container.streams.video:
-        container.close()
-        raise FaceswapError(f"{path} has no video stream.")
-    return container
-
-
-def iter_video_frames(
-    path: str | Path, every: int = 1, limit: int | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Streams `(index, frame)` for every `every`-th frame of a video, from index 0.
-
-    Frames are `(H, W, 3)` uint8 RGB, decoded one at a time (memory stays flat).
-    `limit` stops after that many yielded frames.
-
-    Raises:
-        FileNotFoundError, ValueError: as `open_video`, or a decoding error mid-stream.
-    """
-    container = open_video(path)
-    yielded = 0
-    try:
-        for index, frame in enumerate(container.decode(video=0)):
-            if limit is not None and yielded >= limit:
-                break
-            if index % every == 0:
-                yielded += 1
-                yield index, frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as error:
-        raise FaceswapError(f"Error while decoding video {path}: {error}") from error
-    finally:
-        container.close()
-
-
 def _iter_inputs(
     source: Path, every: int
 ) -> tuple[Iterator, int | None, ImageReadPolicy | None]:
@@ -171,9 +123,8 @@ def _iter_inputs(
             if (image := policy.read(p)) is not None
         )
         return frames, len(images), policy
-    container = open_video(source)  # Validates the file before anything is written.
-    total = container.streams.video[0].frames or None
-    container.close()
+    reader = VideoReader(source)  # Validates the file before anything is written.
+    total = reader.frame_count if reader.frame_count_exact else None
     frames = ((i, f, source.name) for i, f in iter_video_frames(source, every))
     return frames, total, None
 

@@ -54,7 +54,7 @@ def detector():
 
 
 def _first_frames(path, count):
-    from converter.video import VideoReader
+    from faceswap_gan.video import VideoReader
 
     frames = []
     for frame in VideoReader(path):

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from converter.config import ConverterConfig, ImageOutputType
-from converter.video import VideoReader, read_metadata
 from faceswap_gan.commands import convert
+from faceswap_gan.video import VideoReader, read_metadata
 
 
 @pytest.fixture(scope="module")

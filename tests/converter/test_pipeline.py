@@ -7,9 +7,14 @@ import pytest
 from converter.blending import label_box
 from converter.config import ConverterConfig
 from converter.pipeline import STEPS, VideoConverter
-from converter.video import SYNTHETIC_COMMENT, VideoReader, VideoWriter, read_metadata
 from faceswap_gan.faces.landmarks import LandmarkDetector
 from faceswap_gan.faces.masks import part_mask
+from faceswap_gan.video import (
+    SYNTHETIC_COMMENT,
+    VideoReader,
+    VideoWriter,
+    read_metadata,
+)
 
 
 @pytest.fixture(scope="module")

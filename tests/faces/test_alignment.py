@@ -16,7 +16,7 @@ from faceswap_gan.faces.alignment import (
     warp_to_crop,
 )
 from faceswap_gan.faces.detection import FaceDetector
-from faceswap_gan.faces.extract import iter_video_frames
+from faceswap_gan.video import iter_video_frames
 
 SAMPLES = Path(__file__).resolve().parents[2] / "faceswap_gan" / "data" / "samples"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from faceswap_gan.faces.detection import FaceDetector, downscale_factor, square_boxes
-from faceswap_gan.faces.extract import iter_video_frames
+from faceswap_gan.video import iter_video_frames
 
 SAMPLES = Path(__file__).resolve().parents[2] / "faceswap_gan" / "data" / "samples"
 CLIPS = ("person_a.mp4", "person_b.mp4")

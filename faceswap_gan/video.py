@@ -1,4 +1,8 @@
-"""Streaming video decode and encode with PyAV (FFmpeg), frame by frame.
+"""The one video module: streaming decode and encode with PyAV (FFmpeg), frame by frame.
+
+Used by extraction (`faces.extract`), conversion (`converter.pipeline`), evaluation and
+the demo. `VideoReader` / `iter_video_frames` read, `VideoWriter` writes H.264 with the
+input's audio copied, `read_metadata` reads container tags.
 
 Memory stays flat in the video's length: frames are decoded and encoded one at a time
 and audio packets are remuxed as the video advances. Frames are `(H, W, 3) uint8 RGB`.
@@ -149,6 +153,33 @@ class VideoReader:
                 raise FaceswapError(
                     f"Cannot decode video {self.path}: {error}"
                 ) from error
+
+
+def iter_video_frames(
+    path: str | Path, every: int = 1, limit: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Streams `(index, frame)` for every `every`-th frame of a video, from index 0.
+
+    Frames are `(H, W, 3)` uint8 RGB, decoded one at a time (memory stays flat).
+
+    Args:
+        path: str | Path. A video file.
+        every: int >= 1. Yield frames 0, every, 2*every, ...
+        limit: int | None. Stop after this many yielded frames (None: to the end).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        FaceswapError: not a readable video, or a decoding error mid-stream.
+    """
+    if int(every) < 1:
+        raise FaceswapError(f"every must be >= 1; got {every!r}.")
+    yielded = 0
+    for index, frame in enumerate(VideoReader(path)):
+        if limit is not None and yielded >= limit:
+            return
+        if index % every == 0:
+            yielded += 1
+            yield index, frame
 
 
 class _Aborted(Exception):

@@ -1,4 +1,4 @@
-"""Streaming video I/O with PyAV on the bundled clips: H.264, audio copy, metadata."""
+"""faceswap_gan.video (PyAV): decode, H.264 encode, audio copied, synthetic tags."""
 
 from fractions import Fraction
 from pathlib import Path
@@ -7,9 +7,14 @@ import av
 import numpy as np
 import pytest
 
-from converter.video import SYNTHETIC_COMMENT, VideoReader, VideoWriter, read_metadata
+from faceswap_gan.video import (
+    SYNTHETIC_COMMENT,
+    VideoReader,
+    VideoWriter,
+    read_metadata,
+)
 
-SAMPLES = Path(__file__).resolve().parents[2] / "faceswap_gan" / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "faceswap_gan" / "data" / "samples"
 CLIP = SAMPLES / "person_a.mp4"
 
 
