@@ -7,31 +7,64 @@ Run folder layout:
     previews/            step_XXXXXXX.png grids and latest.png
     checkpoints/         latest pointer, newest checkpoint, backups every backup_iters
     tensorboard/         optional TensorBoard scalars
+    .lock, train.pid     the run's lock (one training process at a time) and its holder
+
+Every file is written whole or not at all (a temporary file renamed into place), so a
+killed run leaves nothing half-written; the next start cleans what it left (hidden
+checkpoint temporaries, metrics lines after its checkpoint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from faceswap_gan import checkpoints
-from faceswap_gan.config import SCHEDULES, TrainConfig, stage_at, to_dict, to_json
+from faceswap_gan import checkpoints, files
+from faceswap_gan.config import (
+    SCHEDULES,
+    ArchConfig,
+    TrainConfig,
+    from_dict,
+    stage_at,
+    to_dict,
+    to_json,
+)
 from faceswap_gan.dataset import FaceSet, make_dataset
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.images import resize_faces, to_model_range
+from faceswap_gan.images import list_images, resize_faces, to_model_range
 from faceswap_gan.models.gan import FaceSwapGAN
 from faceswap_gan.previews import plot_losses, save_preview
 
 PREVIEW_FACES = 4  # Faces per side in the preview grids.
 EVAL_FACES = 8  # At most this many held-out faces per side for periodic evaluation.
 BATCHES_PER_STEP = 2  # v2.2 draws fresh batches for the D and the G steps.
+LOCK_FILE = ".lock"  # run_dir/.lock: flock-ed while a process trains in run_dir.
+PID_FILE = "train.pid"  # run_dir/train.pid: the PID of the process holding the lock.
+
+# Fields that may differ from the run's saved config on resume: they change neither
+# the model, the data stream nor the schedule. RESUME_SWITCHABLE may change value but
+# not be turned on or off (a moved folder, another evaluation period; turning eval on
+# or off changes which faces are trained on). `iterations` may change under the
+# "constant" schedule only (other schedules place their stages by it).
+RESUME_CHANGEABLE = ("run_dir", "faces_a", "faces_b", "display_iters", "tensorboard")
+RESUME_SWITCHABLE = (
+    "masks_a",
+    "masks_b",
+    "eval_every",
+    "backup_iters",
+    "loss.perceptual_weights",
+)
 
 
 def needs_perceptual(config: TrainConfig) -> bool:
@@ -71,6 +104,33 @@ def held_out_count(n_faces: int) -> int:
     return min(EVAL_FACES, max(1, n_faces // 10))
 
 
+def _check_eval_faces(folder, n_faces: int) -> None:
+    if n_faces < 2:
+        raise FaceswapError(
+            f"{folder} has {n_faces} face(s): periodic evaluation (--eval-every) "
+            f"holds out {held_out_count(n_faces)} and needs at least 2 faces per "
+            f"person to leave some to train on; add faces or turn evaluation off "
+            f"with --eval-every 0."
+        )
+
+
+def check_faces(config: TrainConfig) -> None:
+    """Checks the face folders before anything is built or written.
+
+    Raises:
+        FaceswapError: a face folder is missing or not a folder, has no images, or
+            has too few to hold some out for evaluation (`eval_every`).
+    """
+    for side, folder in (("a", config.faces_a), ("b", config.faces_b)):
+        if not Path(folder).is_dir():
+            raise FaceswapError(
+                f"Face folder not found: {folder} (faces_{side}, --faces-{side}): "
+                f"give a folder of person {side.upper()}'s face crops."
+            )
+        if config.eval_every:
+            _check_eval_faces(folder, len(list_images(folder)))
+
+
 def _datasets(config: TrainConfig, start_index: int):
     """-> (zipped A/B stream, preview faces per side, held-out faces per side or None).
 
@@ -83,6 +143,8 @@ def _datasets(config: TrainConfig, start_index: int):
     ]
     held_out = None
     if config.eval_every:
+        for faces in sets:
+            _check_eval_faces(faces.folder, len(faces))
         held_out = [faces.images[-held_out_count(len(faces)) :] for faces in sets]
         sets = [
             FaceSet.from_arrays(
@@ -142,12 +204,13 @@ class _Run:
 
     def save(self, model, backup=False) -> Path:
         ckpt_dir = self.dir / "checkpoints"
-        backups = {p.name for p in ckpt_dir.glob("step_*") if (p / "BACKUP").exists()}
+        mark = checkpoints.BACKUP_MARK
+        backups = {p.name for p in ckpt_dir.glob("step_*") if (p / mark).exists()}
         path = checkpoints.save_checkpoint(
             model, ckpt_dir, self.state(), to_dict(self.config), keep=backups
         )
         if backup:
-            (path / "BACKUP").touch()
+            (path / mark).touch()
         return path
 
 
@@ -193,33 +256,186 @@ def schedule_summary(config: TrainConfig) -> str:
     )
 
 
-def check_resumable(config: TrainConfig, saved: dict) -> None:
+def _flat(data: dict, prefix: str = "") -> dict:
+    """{"loss": {"m_mask": 0}} -> {"loss.m_mask": 0}."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def resume_conflicts(config: TrainConfig, saved: dict) -> list[tuple[str, Any, Any]]:
+    """The settings of `config` that may not differ from the run's saved config.
+
+    Args:
+        config: the TrainConfig asked for now.
+        saved: the run's saved config (a TrainConfig dict, possibly partial).
+
+    Returns:
+        [(field, saved value, value now)] with fields as "batch_size", "loss.m_mask";
+        empty when the run may resume. Fields in RESUME_CHANGEABLE may differ, those
+        in RESUME_SWITCHABLE too unless turned on or off, and `iterations` under the
+        "constant" schedule; fields missing from `saved` are not compared.
+    """
+    now, before = _flat(to_dict(config)), _flat(saved)
+    changeable = set(RESUME_CHANGEABLE)
+    if not SCHEDULES[config.schedule] and before.get("schedule") == config.schedule:
+        changeable.add("iterations")
+    conflicts = []
+    for name, value in now.items():
+        if name not in before or before[name] == value or name in changeable:
+            continue
+        if name in RESUME_SWITCHABLE and bool(before[name]) == bool(value):
+            continue
+        conflicts.append((name, before[name], value))
+    return conflicts
+
+
+def check_resumable(config: TrainConfig, saved: dict, checkpoint=None) -> None:
     """Refuses to resume a run under settings that would silently change its course.
 
     Args:
         config: the TrainConfig asked for now.
         saved: the checkpoint's config.json (a TrainConfig dict).
+        checkpoint: the checkpoint folder, for the messages.
 
     Raises:
-        ValueError: batch_size or schedule differ (they fix the data position and the
-            stages), or iterations differ under a schedule with stages (they place
-            every stage boundary), naming each and both values. Under the "constant"
-            schedule more iterations just train further.
+        FaceswapError: another architecture (the differing ArchConfig fields named),
+            or other settings (`resume_conflicts`: e.g. batch_size or schedule, which
+            fix the data position and the stages, or iterations under a schedule with
+            stages), naming each with both values. Under the "constant" schedule more
+            iterations just train further.
     """
-    names = ["batch_size", "schedule"]
-    if SCHEDULES[config.schedule]:
-        names.append("iterations")
+    if isinstance(saved.get("arch"), dict):
+        arch = from_dict(ArchConfig, saved["arch"], "arch")
+        if arch != config.arch:
+            where = checkpoint or Path(config.run_dir) / "checkpoints"
+            raise FaceswapError(checkpoints.arch_mismatch(where, arch, config.arch))
     changed = [
-        f"{name} {saved.get(name)!r} -> {getattr(config, name)!r}"
-        for name in names
-        if name in saved and saved[name] != getattr(config, name)
+        f"{name} {before!r} -> {now!r}"
+        for name, before, now in resume_conflicts(config, saved)
     ]
     if changed:
         raise FaceswapError(
             f"Cannot resume {config.run_dir} with other settings: "
-            f"{', '.join(changed)}. These fix the schedule's stage boundaries and the "
-            f"data position; resume with the run's own values (its config.json), or "
-            f"start a new run_dir."
+            f"{', '.join(changed)}. These fix the model, the data position or the "
+            f"schedule's stage boundaries; resume with the run's own values (`train "
+            f"--run-dir {config.run_dir} --resume` alone uses its config.json), or "
+            f"start a new run_dir. Nothing was changed."
+        )
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path):
+    """Holds the lock of a run folder: one training process per run_dir.
+
+    The lock is an flock on run_dir/.lock (the `filelock` library): the operating
+    system releases it when the process ends, even when killed. The holder's PID is
+    written to run_dir/train.pid (removed on release) for the message of the next
+    process that tries. Creates run_dir if needed.
+
+    Args:
+        run_dir: the run folder.
+
+    Yields:
+        None, while the lock is held.
+
+    Raises:
+        FaceswapError: another process holds the lock (its PID named).
+    """
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = (run_dir / PID_FILE).read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise FaceswapError(
+            f"{run_dir} is in use by another training process (PID {holder}); wait "
+            f"for it to end or stop it, or train in another --run-dir."
+        ) from None
+    try:
+        files.write_text(run_dir / PID_FILE, f"{os.getpid()}\n")
+        yield
+    finally:
+        files.remove(run_dir / PID_FILE)
+        lock.release()
+
+
+def check_stop_at(stop_at: int | None) -> None:
+    """Raises FaceswapError unless stop_at is None or an int >= 1."""
+    if stop_at is None:
+        return
+    if isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 1:
+        raise FaceswapError(
+            f"--stop-at (stop_at) must be a step >= 1 to stop at; got {stop_at!r}. "
+            f"Leave it out to train all iterations."
+        )
+
+
+def _resume_point(config: TrainConfig, ckpt_dir: Path, skip=(), earlier=()):
+    """-> (checkpoint folder, state, [BrokenCheckpoint passed over]) to resume from,
+    after every check that can refuse the resume (nothing is written here)."""
+    folder, state, saved, broken = checkpoints._first_loadable(
+        ckpt_dir, skip, earlier, warn=False
+    )
+    check_resumable(config, saved, folder)
+    return folder, state, broken
+
+
+def _check_stop_after(stop_at, step: int, folder: Path, config: TrainConfig) -> None:
+    if stop_at is not None and stop_at <= step:
+        raise FaceswapError(
+            f"--stop-at {stop_at} is not after step {step} of the checkpoint "
+            f"{folder}: nothing to train. Give a later step, or leave --stop-at out "
+            f"to train to iteration {config.iterations}."
+        )
+
+
+def _load_resume(model, config: TrainConfig, ckpt_dir: Path, point) -> tuple:
+    """Loads the resume point into `model`; a checkpoint whose weights or optimizer
+    state turn out broken falls back to the next one (each load overwrites all the
+    weights and optimizer state). -> (folder, state, [BrokenCheckpoint])."""
+    folder, state, broken = point
+    while True:
+        try:
+            state = checkpoints.load_weights(model, folder)
+            return folder, state, broken
+        except checkpoints.BrokenCheckpoint as error:
+            broken.append(error)
+            tried = tuple({b.path.parent for b in broken})
+            folder, state, more = _resume_point(config, ckpt_dir, tried, tuple(broken))
+            broken += more
+
+
+def _set_aside(broken: list, resumed_step: int, ckpt_dir: Path) -> None:
+    """Moves broken checkpoints newer than the one resumed to checkpoints/broken/
+    (kept for inspection, out of the way of the steps about to be saved)."""
+    for error in broken:
+        folder = error.path.parent
+        step = checkpoints.step_of(folder)
+        if step is None or step <= resumed_step or not folder.is_dir():
+            continue
+        target = ckpt_dir / checkpoints.BROKEN_DIR / folder.name
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{folder.name}-{n}")
+        target.parent.mkdir(exist_ok=True)
+        folder.rename(target)
+        print(
+            f"Moved the broken checkpoint {folder} to {target}; delete it when you "
+            f"no longer need it.",
+            file=sys.stderr,
         )
 
 
@@ -251,46 +467,57 @@ def train(
         ValueError / FileNotFoundError: bad data folders (see FaceSet) or a checkpoint
             of another architecture.
     """
+    check_stop_at(stop_at)
     run_dir = Path(config.run_dir)
     print(to_json(config))
     print(schedule_summary(config))
     if dry_run:
         return run_dir
-    has_ckpt = (run_dir / "checkpoints" / checkpoints.POINTER).is_file()
-    if has_ckpt and not resume:
+    check_faces(config)
+    ckpt_dir = run_dir / "checkpoints"
+    if checkpoints.candidates(ckpt_dir) and not resume:
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass resume=True "
             f"(--resume) to continue, or choose another run_dir."
         )
-    if has_ckpt:
-        check_resumable(
-            config, checkpoints.read_config(checkpoints.find_checkpoint(run_dir))
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    to_json(config, run_dir / "config.json")
-    policy = keras.config.dtype_policy()
-    if config.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
-        strategy = _strategy()
-        with strategy.scope():
-            model = build_model(config)
-        run = _Run(config)
-        if resume and has_ckpt:
-            state = checkpoints.load_weights(model, run_dir)
-            run = _Run(config, state["step"], state["stage"], state["seconds"])
-            _truncate_metrics(run_dir / "metrics.jsonl", run.step)
-            _enter_stage(model, run, entering_from_saved=True)
-        _loop(
-            model,
-            run,
-            strategy,
-            progress,
-            min(stop_at or config.iterations, config.iterations),
-            max_seconds,
-        )
-    finally:
-        keras.config.set_dtype_policy(policy)
+    with run_lock(run_dir):
+        point = None
+        if resume and checkpoints.candidates(ckpt_dir):
+            point = _resume_point(config, ckpt_dir)
+        policy = keras.config.dtype_policy()
+        if config.mixed_precision:
+            keras.config.set_dtype_policy("mixed_float16")
+        try:
+            strategy = _strategy()
+            with strategy.scope():
+                model = build_model(config)
+            run = _Run(config)
+            if point is not None:
+                folder, state, broken = _load_resume(model, config, ckpt_dir, point)
+                _check_stop_after(stop_at, state["step"], folder, config)
+                if broken:
+                    checkpoints.warn_fallback(broken, folder)
+                print(f"Resuming from {folder} (step {state['step']}).")
+                _set_aside(broken, state["step"], ckpt_dir)
+                run = _Run(config, state["step"], state["stage"], state["seconds"])
+            checkpoints.remove_partial_writes(ckpt_dir)
+            files.remove_partials(run_dir)
+            files.write_text(run_dir / "config.json", to_json(config) + "\n")
+            _repair_metrics(run_dir / "metrics.jsonl", run.step)
+            if point is not None:
+                _enter_stage(model, run, entering_from_saved=True)
+            if run.step >= config.iterations:
+                print(f"The run is complete: step {run.step} of {config.iterations}.")
+            _loop(
+                model,
+                run,
+                strategy,
+                progress,
+                min(stop_at or config.iterations, config.iterations),
+                max_seconds,
+            )
+        finally:
+            keras.config.set_dtype_policy(policy)
     return run_dir
 
 
@@ -307,15 +534,34 @@ def make_step_fn(model: FaceSwapGAN, strategy):
     return step_fn
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drops metrics lines logged after the checkpoint resumed from (killed windows)."""
-    if path.is_file():
-        lines = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
-        path.write_text("".join(line + "\n" for line in lines))
+def _repair_metrics(path: Path, step: int) -> None:
+    """Makes metrics.jsonl fit a run starting at `step`: drops a partial or damaged
+    line (a killed write; with a warning), lines logged after `step` (windows of a
+    killed run that its checkpoint does not hold) and duplicate steps (the last one
+    kept). At step 0 nothing is kept (a run killed before its first checkpoint)."""
+    if not path.is_file():
+        return
+    rows, bad = {}, []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            row_step = int(row["step"])
+        except (ValueError, TypeError, KeyError):
+            bad.append(number)
+            continue
+        if 0 < step and row_step <= step:
+            rows[row_step] = line
+    if bad:
+        print(
+            f"Warning: dropped {len(bad)} damaged line(s) of {path} (line "
+            f"{', '.join(map(str, bad))}; a killed write).",
+            file=sys.stderr,
+        )
+    text = "".join(rows[key] + "\n" for key in sorted(rows))
+    if text != path.read_text():
+        files.write_text(path, text)
 
 
 def _loop(
@@ -390,8 +636,9 @@ def _log_row(model, run: _Run, window, writer) -> None:
         "lr_d": float(model.d_optimizer.learning_rate),
     }
     row.update({k: float(np.mean(v)) for k, v in window.items()})
-    with open(run.dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    path = run.dir / "metrics.jsonl"
+    old = path.read_text() if path.is_file() else ""  # small: a line per window
+    files.write_text(path, old + json.dumps(row) + "\n")
     if writer is not None:
         with writer.as_default():
             for key, value in row.items():

@@ -1,9 +1,24 @@
-"""`train`: train a FaceSwapGAN on two folders of face crops."""
+"""`train`: train a FaceSwapGAN on two folders of face crops.
+
+Values come from --preset (default "standard"), then --config FILE, then the flags
+given. With --resume and a run folder that holds a config.json (or checkpoints), the
+run's saved config is the start instead, so `train --run-dir R --resume` alone
+continues the run as it was. Flags, --preset and --config given on top must then
+match the saved values, except those that do not change the run's course:
+--faces-a/--faces-b (a moved folder), --display-iters, --tensorboard, and, when not
+turned on or off, --masks-a/--masks-b, --eval-every, --backup-iters and
+--perceptual-weights; --iterations under the "constant" schedule (more iterations
+train further). Anything else is refused, naming each flag with the saved and the
+given value, before anything is written.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
+import dataclasses
+import math
+import sys
 from pathlib import Path
 
 from faceswap_gan.config import (
@@ -13,13 +28,16 @@ from faceswap_gan.config import (
     PRESETS,
     SCHEDULES,
     TrainConfig,
+    from_dict,
+    read_json_object,
     to_dict,
 )
+from faceswap_gan.errors import FaceswapError
 
 EXAMPLES = """examples:
   python -m faceswap_gan train --faces-a faceA --faces-b faceB --preset lite \\
       --iterations 20000 --run-dir runs/ab
-  python -m faceswap_gan train --run-dir runs/ab --faces-a A --faces-b B --resume
+  python -m faceswap_gan train --run-dir runs/ab --resume
   python -m faceswap_gan train --config my_run.json --iterations 500 --dry-run
 """
 
@@ -63,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "folder (config.json, metrics.jsonl, loss.png, previews/, checkpoints/). "
         "Values "
         "come from --preset, then --config FILE (JSON of TrainConfig, any field), then "
-        "the flags given.",
+        "the flags given; with --resume, from the run's saved config.json instead.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,8 +93,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add(
         "--preset",
         choices=sorted(PRESETS),
-        default="standard",
-        help="model preset: tiny (tests), lite (Colab demo), standard (default)",
+        default=None,
+        help="model preset: tiny (tests), lite (Colab demo), standard (default; "
+        "with --resume the run's own)",
     )
     add("--config", type=Path, help="JSON file of TrainConfig fields")
     add("--run-dir", help="output folder (default runs/faceswap)")
@@ -105,32 +124,191 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ("use-cyclic-loss", "cycle-consistency loss"),
     ):
         add(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=text)
-    add("--resume", action="store_true", help="continue from the newest checkpoint")
-    add("--stop-at", type=int, help="stop at this step (checkpointed); resume later")
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its newest loadable checkpoint, with "
+        "its saved config.json (no other flags needed). Flags given too must match "
+        "the saved values, except --faces-a/-b, --display-iters, --tensorboard, "
+        "--masks-a/-b, --eval-every, --backup-iters, --perceptual-weights (not "
+        "turned on/off) and --iterations under the constant schedule",
+    )
+    add(
+        "--stop-at",
+        type=int,
+        help="stop at this step (>= 1, checkpointed); resume later",
+    )
     add("--dry-run", action="store_true", help="print the resolved config and stop")
     add("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def resolve_config(args) -> TrainConfig:
-    """Preset < --config file < explicit flags."""
-    data = to_dict(TrainConfig.from_preset(args.preset))
-    if args.config:
-        for key, value in json.loads(args.config.read_text()).items():
-            if isinstance(value, dict) and isinstance(data.get(key), dict):
-                data[key].update(value)
-            else:
-                data[key] = value
-    for flag, (section, field, _) in FLAGS.items():
+def _config_file(args) -> dict:
+    """The --config file's fields (checked: a JSON object of TrainConfig fields)."""
+    if not args.config:
+        return {}
+    data = read_json_object(args.config, "TrainConfig")
+    try:
+        from_dict(TrainConfig, _merge(to_dict(TrainConfig()), data))
+    except FaceswapError as error:
+        raise FaceswapError(f"{args.config}: {error}") from error
+    return data
+
+
+def _merge(data: dict, update: dict) -> dict:
+    """`data` with `update` applied (nested sections merged field by field)."""
+    data = {**data}
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = _merge(data[key], value)
+        else:
+            data[key] = value
+    return data
+
+
+def _flag_values(args) -> dict:
+    """{flag: (section, field, value)} of the flags given, checked (finite floats)."""
+    given = {}
+    for flag, (section, field, kind) in FLAGS.items():
         value = getattr(args, flag, None)
-        if value is not None:
-            (data[section] if section else data)[field] = value
-    return TrainConfig(**data)
+        if value is None:
+            continue
+        if kind is float and not math.isfinite(value):
+            raise FaceswapError(
+                f"--{flag.replace('_', '-')} must be a finite number; got {value}."
+            )
+        given[flag] = (section, field, value)
+    return given
+
+
+def _apply(data: dict, given: dict) -> dict:
+    """A copy of `data` with the flags' values set."""
+    data = copy.deepcopy(data)
+    for section, field, value in given.values():
+        (data[section] if section else data)[field] = value
+    return data
+
+
+def _saved_config(run_dir: Path) -> tuple[dict, Path] | None:
+    """The run's saved config for --resume: run_dir/config.json, else the config of
+    its newest loadable checkpoint; None for a run folder without either."""
+    from faceswap_gan import checkpoints
+
+    path = run_dir / "config.json"
+    if path.is_file():
+        try:
+            data = read_json_object(path, "TrainConfig")
+            from_dict(TrainConfig, data)
+            return data, path
+        except FaceswapError as error:
+            print(f"Warning: {error} Using the checkpoint's config.", file=sys.stderr)
+    if not checkpoints.candidates(run_dir / "checkpoints"):
+        return None
+    folder, _, data, _ = checkpoints._first_loadable(run_dir / "checkpoints")
+    return {**data, "run_dir": str(run_dir)}, folder / "config.json"
+
+
+def _show(value) -> str:
+    return repr(tuple(value) if isinstance(value, list) else value)
+
+
+def _resume_config(args, saved: dict, saved_path: Path, file_data: dict, given: dict):
+    """The saved config with the explicit values applied; refuses (before anything
+    is written) explicit values that would change the run's course."""
+    from faceswap_gan.training import resume_conflicts
+
+    base = to_dict(from_dict(TrainConfig, saved))
+    data = _apply(_merge(base, file_data), given)
+    data["run_dir"] = base["run_dir"] = str(Path(args.run_dir or base["run_dir"]))
+    config = from_dict(TrainConfig, data)
+    # Where each field's value came from, to name the flag in the message.
+    source = {}
+    for key in _flat_keys(file_data):
+        source[key] = f"--config {args.config}"
+    for flag, (section, field, _) in given.items():
+        source[f"{section}.{field}" if section else field] = (
+            f"--{flag.replace('_', '-')}"
+        )
+    refused = [
+        f"{source.get(name, name)} ({name}): saved {_show(before)}, given {_show(now)}"
+        for name, before, now in resume_conflicts(config, base)
+    ]
+    if args.preset is not None and PRESETS[args.preset] != config.arch:
+        preset = PRESETS[args.preset]
+        refused += [
+            f"--preset {args.preset} (arch.{f.name}): saved "
+            f"{_show(getattr(config.arch, f.name))}, given "
+            f"{_show(getattr(preset, f.name))}"
+            for f in dataclasses.fields(preset)
+            if getattr(preset, f.name) != getattr(config.arch, f.name)
+        ]
+    if refused:
+        raise FaceswapError(
+            f"Cannot resume {config.run_dir} with other settings than its own "
+            f"({saved_path}): {'; '.join(refused)}. Resume with `train --run-dir "
+            f"{config.run_dir} --resume` alone (it uses the saved values), or start "
+            f"a new --run-dir. Nothing was changed."
+        )
+    return config
+
+
+def _flat_keys(data: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            keys += _flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def resolve_config(args) -> TrainConfig:
+    """The TrainConfig of the command line.
+
+    Fresh run: preset (default "standard") < --config file < explicit flags; the face
+    folders must be given (flags or file). With --resume and a run folder holding a
+    config.json or checkpoints: the run's saved config, with the explicit values on
+    top, which must match it except for the fields that do not change the run's
+    course (`training.RESUME_CHANGEABLE`, `RESUME_SWITCHABLE`; iterations under the
+    "constant" schedule).
+
+    Args:
+        args: the parsed `train` arguments.
+
+    Returns:
+        TrainConfig.
+
+    Raises:
+        FaceswapError: a bad --config file (a folder, invalid JSON, not an object,
+            unknown or bad fields), a non-finite float flag, --faces-a/--faces-b
+            missing for a fresh run, or (with --resume) values that differ from the
+            run's saved ones, each flag named with both values.
+    """
+    file_data = _config_file(args)
+    given = _flag_values(args)
+    run_dir = Path(args.run_dir or file_data.get("run_dir") or TrainConfig.run_dir)
+    if args.resume:
+        saved = _saved_config(run_dir)
+        if saved is not None:
+            return _resume_config(args, *saved, file_data, given)
+    data = to_dict(TrainConfig.from_preset(args.preset or "standard"))
+    data = _apply(_merge(data, file_data), given)
+    for side in ("a", "b"):
+        if f"faces_{side}" not in given and f"faces_{side}" not in file_data:
+            raise FaceswapError(
+                f"--faces-{side} is required: a folder of person {side.upper()}'s "
+                f"face crops (or faces_{side} in --config)"
+                + (f"; {run_dir} holds no run to resume" if args.resume else "")
+                + "."
+            )
+    return from_dict(TrainConfig, data)
 
 
 def run(args) -> int:
-    from faceswap_gan.training import train
+    """Runs `train`; returns the exit code (user errors propagate to the CLI)."""
+    from faceswap_gan.training import check_stop_at, train
 
+    check_stop_at(args.stop_at)
     config = resolve_config(args)
     run_dir = train(
         config,
