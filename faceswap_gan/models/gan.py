@@ -19,6 +19,11 @@ DIRECTIONS = ("AtoB", "BtoA")
 G_LEARNING_RATE = 1e-4  # v2.2's lrG, times lr_factor.
 D_LEARNING_RATE = 2e-4  # v2.2's lrD, times lr_factor.
 NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
+# Faces per forward pass at inference (`transform`, `swap`, evaluation, previews).
+# Self-attention at 64x64 holds (B, 4096, 4096) float32 maps, 64 MiB per face for
+# each of its two copies (scores, softmax): 8 faces add about 0.7 GB to the process
+# (standard 64 px model, CPU), 16 about 1.2 GB.
+INFERENCE_BATCH = 8
 
 
 def _as_list(outputs) -> list:
@@ -287,14 +292,30 @@ class FaceSwapGAN(keras.Model):
         return loss
 
     def transform(
-        self, faces, decoder: str
+        self, faces, decoder: str, batch_size: int = INFERENCE_BATCH
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Runs encoder + decoder_`decoder` ("A" or "B") on faces (B, R, R, 3) [-1, 1].
+        """Runs encoder + decoder_`decoder` ("A" or "B") on faces, in bounded batches.
 
-        Returns numpy (alpha (B,R,R,1) [0,1], rgb (B,R,R,3) [-1,1], masked (B,R,R,3)).
+        The network sees at most `batch_size` faces per forward pass, so its memory
+        does not grow with N (self-attention at 64x64 holds a 4096 x 4096 float32
+        map, 64 MiB, per face); the outputs equal one pass over all faces.
+
+        Args:
+            faces: `(N, R, R, 3)` float32 RGB in [-1, 1] (N may be 0).
+            decoder: "A" or "B".
+            batch_size: int >= 1. Faces per forward pass (default `INFERENCE_BATCH`).
+
+        Returns:
+            numpy float32 (alpha `(N, R, R, 1)` in [0, 1], rgb `(N, R, R, 3)` in
+            [-1, 1], masked `(N, R, R, 3)` = alpha * rgb + (1 - alpha) * faces).
+
+        Raises:
+            ValueError: unknown decoder, wrong input shape or `batch_size < 1`.
         """
         if decoder not in ("A", "B"):
             raise ValueError(f"decoder must be 'A' or 'B'; got {decoder!r}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size!r}.")
         faces = np.asarray(faces, dtype=np.float32)
         if faces.ndim != 4 or faces.shape[1:] != tuple(self.arch.image_shape):
             raise ValueError(
@@ -306,28 +327,38 @@ class FaceSwapGAN(keras.Model):
             inputs = keras.Input(self.arch.image_shape)
             final = _as_list(net(self.encoder(inputs)))[-1]
             self._inference[decoder] = keras.Model(inputs, final)
-        out = np.asarray(
-            self._inference[decoder].predict_on_batch(faces), dtype=np.float32
-        )
-        alpha, rgb = out[..., :1], out[..., 1:]
+        size = self.image_size
+        alpha = np.empty((len(faces), size, size, 1), np.float32)
+        rgb = np.empty((len(faces), size, size, 3), np.float32)
+        for start in range(0, len(faces), int(batch_size)):
+            chunk = faces[start : start + int(batch_size)]
+            out = np.asarray(
+                self._inference[decoder].predict_on_batch(chunk), dtype=np.float32
+            )
+            alpha[start : start + len(chunk)] = out[..., :1]
+            rgb[start : start + len(chunk)] = out[..., 1:]
         return alpha, rgb, alpha * rgb + (1 - alpha) * faces
 
-    def swap(self, faces, direction: str = "AtoB"):
+    def swap(self, faces, direction: str = "AtoB", batch_size: int = INFERENCE_BATCH):
         """Swaps faces: "AtoB" runs decoder_B on A faces, "BtoA" decoder_A on B faces.
 
+        Runs in forward passes of at most `batch_size` faces (see `transform`).
+
         Args:
-            faces: (B, R, R, 3) float32 RGB in [-1, 1].
+            faces: `(N, R, R, 3)` float32 RGB in [-1, 1].
             direction: "AtoB" or "BtoA".
+            batch_size: int >= 1. Faces per forward pass (default `INFERENCE_BATCH`).
 
         Returns:
-            (alpha (B,R,R,1) in [0,1], rgb (B,R,R,3) in [-1,1], masked (B,R,R,3) in
-            [-1,1]) numpy float32, with masked = alpha*rgb + (1-alpha)*faces.
+            (alpha `(N, R, R, 1)` in [0, 1], rgb `(N, R, R, 3)` in [-1, 1], masked
+            `(N, R, R, 3)` in [-1, 1]) numpy float32, with
+            masked = alpha * rgb + (1 - alpha) * faces.
 
         Raises:
-            ValueError: unknown direction or wrong input shape.
+            ValueError: unknown direction, wrong input shape or `batch_size < 1`.
         """
         if direction not in DIRECTIONS:
             raise ValueError(
                 f"direction must be one of {DIRECTIONS}; got {direction!r}."
             )
-        return self.transform(faces, "B" if direction == "AtoB" else "A")
+        return self.transform(faces, "B" if direction == "AtoB" else "A", batch_size)
