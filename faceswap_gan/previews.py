@@ -15,7 +15,9 @@ def preview_grid(model, faces_a: np.ndarray, faces_b: np.ndarray) -> np.ndarray:
     """One PNG-ready grid: a row per face, columns
     [input, reconstruction, swap, swap alpha mask, swap raw RGB].
 
-    Rows of A faces (swap = A->B) come first, then B faces (swap = B->A).
+    Rows of A faces (swap = A->B) come first, then B faces (swap = B->A). The model
+    runs on at most `models.gan.INFERENCE_BATCH` faces at a time
+    (`FaceSwapGAN.transform`); the grid itself holds all 2N rows.
 
     Args:
         model: FaceSwapGAN.

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from faceswap_gan.evaluation import metrics
+from faceswap_gan.evaluation.faces import BATCH, embed_faces
 from faceswap_gan.faces.alignment import align
-from faceswap_gan.faces.extract import iter_video_frames
+from faceswap_gan.video import iter_video_frames
 
 CROP_SIZE = 128  # Aligned crop side (pixels) given to the embedder.
 
@@ -59,6 +60,10 @@ def swap_identity_per_frame(
 ) -> SwapIdentity:
     """Scores, frame by frame, the identity of a converted video against a target.
 
+    Streams: the frames are read one at a time and their aligned crops embedded
+    `evaluation.faces.BATCH` at a time, so memory does not grow with the video's
+    length beyond a few numbers per frame.
+
     Args:
         source_video: the video that was converted (frames `(H, W, 3)`).
         converted_video: its conversion, same frame count and frame order; its frames
@@ -88,7 +93,17 @@ def swap_identity_per_frame(
             f"{target_faces.shape}."
         )
     detector = detector or FaceDetector()
-    indices, crops_in, crops_out, frames = [], [], [], 0
+    centroid = metrics.centroid(embed_faces(embedder, target_faces))
+    indices, frames = [], 0
+    crops_in, crops_out = [], []  # At most BATCH crops wait for the embedder.
+    cosines = {"source": [], "swapped": []}
+
+    def score_crops():
+        for key, crops in (("source", crops_in), ("swapped", crops_out)):
+            embedded = embed_faces(embedder, np.stack(crops))
+            cosines[key].append(metrics.cosine_similarity(embedded, centroid))
+            crops.clear()
+
     pairs = zip(
         iter_video_frames(source_video, 1, max_frames),
         iter_video_frames(converted_video, 1, max_frames),
@@ -108,10 +123,16 @@ def swap_identity_per_frame(
         indices.append(index)
         crops_in.append(align(source, faces[0].landmarks5, CROP_SIZE)[0])
         crops_out.append(align(result, faces[0].landmarks5, CROP_SIZE)[0])
-    centroid = metrics.centroid(embedder.embed(target_faces))
+        if len(crops_in) == BATCH:
+            score_crops()
+    if crops_in:
+        score_crops()
     if not indices:
         empty = np.zeros(0)
         return SwapIdentity(frames, np.zeros(0, int), empty, empty)
-    source_cos = metrics.cosine_similarity(embedder.embed(np.stack(crops_in)), centroid)
-    swap_cos = metrics.cosine_similarity(embedder.embed(np.stack(crops_out)), centroid)
-    return SwapIdentity(frames, np.asarray(indices), source_cos, swap_cos)
+    return SwapIdentity(
+        frames,
+        np.asarray(indices),
+        np.concatenate(cosines["source"]),
+        np.concatenate(cosines["swapped"]),
+    )

@@ -195,11 +195,14 @@ def retrieve(embeddings, galleries: dict[str, np.ndarray], method="centroid") ->
             [cosine_similarity(queries[:, 0], centroid(galleries[k])) for k in labels],
             axis=1,
         )  # (N, L)
-    else:
-        scores = np.stack(
-            [cosine_similarity(queries, galleries[k]).max(axis=1) for k in labels],
-            axis=1,
-        )  # (N, L): best match in each gallery
+    else:  # (N, L): best match in each gallery; 256 queries at a time, so memory is
+        # 256 x M, not N x M x D (10,000 faces would need 150 GB at once).
+        units, found = {k: _unit(galleries[k]) for k in labels}, []
+        for start in range(0, len(queries), 256):
+            chunk = _unit(queries[start : start + 256, 0])
+            found.append([(chunk @ units[k].T).max(axis=1) for k in labels])
+        scores = np.concatenate([np.stack(f, axis=1) for f in found] or [[]])
+        scores = scores.reshape(len(queries), len(labels))
     return [labels[i] for i in np.argmax(scores, axis=1)]
 
 

@@ -50,19 +50,32 @@ def _summarise_identity(scores: dict, target: str) -> dict:
     }
 
 
+GRID_FACES = 4  # Faces from each end of the identity margin in grid_best_worst.png.
+
+
+def _grid_case(model, faces, person: str, margins, k: int = GRID_FACES) -> tuple:
+    """(inputs, swaps, margins) of only the k best and k worst swaps of `person`.
+
+    Only these 2k faces are kept for the grid: their swaps are made again (the
+    generator is deterministic at inference), so no swap of all N faces is held.
+    """
+    order = np.argsort(margins)[::-1]
+    picks = np.asarray(list(dict.fromkeys([*order[:k], *order[::-1][:k]])), int)
+    picked = faces[picks]
+    return picked, face_eval.swap_faces(model, picked, person), margins[picks]
+
+
 def _face_figures(model, data: dict, embedder) -> tuple[dict, dict]:
-    """(report sections, per-direction (inputs, swaps, margins) for the grid)."""
+    """(report sections, per-direction (inputs, swaps, margins) of the grid's faces).
+
+    One bounded pass per person (`faces.score_faces`): memory holds the faces at
+    the model size and a few numbers per face, not N swaps or N float images."""
     size = model.image_size
-    detector = embedder.landmarks
-    points, swaps, embeddings = {}, {}, {}
-    for person, d in data.items():
-        points[person] = face_eval.detect_landmarks(detector, d.faces)
-        if d.eye_masks is None:
-            d.eye_masks = face_eval.eye_masks_from_landmarks(points[person], size)
-            d.masks_from = "landmarks"
-        swaps[person] = face_eval.swap_faces(model, d.faces, person)
-        embeddings[person] = embedder.embed(d.faces)
-        embeddings[f"swap_{person}"] = embedder.embed(swaps[person])
+    scores = {p: face_eval.score_faces(model, d, p, embedder) for p, d in data.items()}
+    embeddings = {}
+    for person, score in scores.items():
+        embeddings[person] = score["embeddings"]
+        embeddings[f"swap_{person}"] = score["swap_embeddings"]
     report = {
         "reconstruction": {},
         "alpha_coverage": {},
@@ -73,20 +86,18 @@ def _face_figures(model, data: dict, embedder) -> tuple[dict, dict]:
     cases = {}
     for person, d in data.items():
         direction, other = face_eval.DIRECTIONS[person], face_eval.SIDES[person]
-        recon = face_eval.reconstruction(model, d, person)
+        score = scores[person]
+        recon = score["reconstruction"]
         report["reconstruction"][person] = {
             region: {k: _mean(v) for k, v in values.items()}
             for region, values in recon.items()
         }
         coverage = report["alpha_coverage"]
-        coverage[f"{person}->{person}"] = _mean(
-            face_eval.alpha_coverage(model, d.faces, person)
-        )
-        coverage[direction] = _mean(face_eval.alpha_coverage(model, d.faces, other))
+        coverage[f"{person}->{person}"] = _mean(score["coverage_own"])
+        coverage[direction] = _mean(score["coverage_swap"])
         ident = face_eval.identity(embeddings, person)
         report["identity"][direction] = _summarise_identity(ident, other)
-        swap_points = face_eval.detect_landmarks(detector, swaps[person])
-        attrs = face_eval.attributes(points[person], swap_points, size)
+        attrs = face_eval.attributes(score["landmarks"], score["swap_landmarks"], size)
         report["attributes"][direction] = {
             f"{k}_{s}": float(f(v))
             for k, v in attrs.items()
@@ -103,7 +114,8 @@ def _face_figures(model, data: dict, embedder) -> tuple[dict, dict]:
             }
             for i, name in enumerate(d.names)
         ]
-        cases[direction] = (d.faces, swaps[person], np.asarray(ident["margin"]))
+        margins = np.asarray(ident["margin"])
+        cases[direction] = _grid_case(model, d.faces, person, margins)
         report.setdefault("margins", {})[direction] = ident["margin"]
         report["margins"][f"real {person}"] = ident["real_margin"]
     return report, cases
@@ -124,6 +136,11 @@ def evaluate(
     identity_backend: str = "mobilefacenet",
 ) -> dict:
     """Evaluates a trained model on held-out faces (and a clip); writes the reports.
+
+    Memory is bounded: faces are kept only at the model size (`faces.load_faces`),
+    every network runs on at most `faces.BATCH` faces at a time (`faces.score_faces`)
+    and the best/worst grid keeps only its own faces, so the peak hardly grows with
+    the number of faces (benchmarks/eval_memory.py).
 
     Args:
         model: FaceSwapGAN, or str | Path of a run / checkpoint folder (`load_model`).
@@ -159,9 +176,9 @@ def evaluate(
         pose_difference_deg_mean/std; video (see `video_stability`) or None.
 
     Raises:
-        FileNotFoundError, ValueError: missing/empty folders, a missing mask, a bad
-            `max_faces`, an unreadable video or one without faces, an unknown
-            `identity_backend`.
+        FileNotFoundError, FaceswapError: missing/empty folders, too many unreadable
+            faces, a missing mask, a bad `max_faces`, an unreadable video or one
+            without faces, an unknown `identity_backend`.
     """
     from faceswap_gan.checkpoints import load_model
     from faceswap_gan.faces.identity import build_identity_embedder
@@ -193,7 +210,7 @@ def evaluate(
         "plots": {},
     }
     report["plots"]["grid"] = plots.best_worst_grid(
-        cases, output_dir / "grid_best_worst.png"
+        cases, output_dir / "grid_best_worst.png", GRID_FACES
     ).name
     report["plots"]["identity"] = plots.identity_plot(
         margins, output_dir / "identity_margins.png"
