@@ -13,7 +13,7 @@ Method:
    in ONE fixed box, the union of all detected boxes, so their noise is independent of
    MTCNN's boxes and points: they are the reference for where the face really is.
 2. For each smoother (Kalman with `kf_noise_coef` 1e-3, the default; EMA 0.65), run
-   `converter.smoothing.FaceTracker` over the detections. "raw" aligns on the tracker's
+   `faces.tracking.FaceTracker` over the detections. "raw" aligns on the tracker's
    `landmarks5` (the detector's points, v2.2); "follow" aligns on those points moved
    with the smoothed box (`move_landmarks(points, raw box, smoothed box)`).
 3. How MTCNN's raw box centre and its 5 points' centroid shake (mean |second
@@ -81,8 +81,8 @@ def detect(frames: list) -> tuple:
 
 
 def make_tracker(kind: str, value: float):
-    from converter.smoothing import FaceTracker, KalmanBoxSmoother
-    from converter.smoothing import MovingAverageBoxSmoother as Ema
+    from faceswap_gan.faces.tracking import FaceTracker, KalmanBoxSmoother
+    from faceswap_gan.faces.tracking import MovingAverageBoxSmoother as Ema
 
     if kind == "kalman":
         return FaceTracker(lambda: KalmanBoxSmoother(value))
@@ -91,7 +91,7 @@ def make_tracker(kind: str, value: float):
 
 def follow_box(tracker, tracked: list) -> list:
     """The pre-v2.2-fix way: detected faces' points moved with the smoothed box."""
-    from converter.smoothing import move_landmarks
+    from faceswap_gan.faces.tracking import move_landmarks
 
     tracks = {track.track_id: track for track in tracker.tracks}
     out = []

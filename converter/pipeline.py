@@ -41,11 +41,15 @@ from tqdm.auto import tqdm
 
 from converter import blending
 from converter.config import ConverterConfig, SegmentationType
-from converter.smoothing import FaceTracker, KalmanBoxSmoother, MovingAverageBoxSmoother
 from converter.transformer import FaceTransformer
 from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align, transform_points
+from faceswap_gan.faces.tracking import (
+    FaceTracker,
+    KalmanBoxSmoother,
+    MovingAverageBoxSmoother,
+)
 from faceswap_gan.video import (
     VideoReader,
     VideoWriter,

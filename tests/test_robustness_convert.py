@@ -4,7 +4,6 @@ without --overwrite, a clean one-line error (no segfault) when the output cannot
 written, a warning for a truncated input, the output suffix checked up front, and no
 file created by --dry-run or a failed run."""
 
-import importlib.util
 import os
 import resource
 import shutil
@@ -24,15 +23,6 @@ from faceswap_gan.errors import FaceswapError
 from faceswap_gan.video import VideoReader, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-
-# The converter tests' fixtures (real clips, the tiny model, MTCNN), shared here.
-_spec = importlib.util.spec_from_file_location(
-    "converter_fixtures", REPO / "tests" / "converter" / "conftest.py"
-)
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-clip_a, clip_b = _fixtures.clip_a, _fixtures.clip_b
-tiny_model, detector = _fixtures.tiny_model, _fixtures.detector
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +224,7 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(run_dir, clip_a, tmp_p
     assert len(errors) == 2, done.stderr[-3000:]
     assert errors[0].startswith(f"convert: error: The output video {full} exists")
     assert "not a regular file" in errors[0]
-    assert errors[1] == f"convert: error: File too large: {out}"
+    assert errors[1].startswith(f"convert: error: File too large: {out} (")
     assert out.read_bytes() == before
     assert _partials(tmp_path) == [] and not list(Path("/dev").glob("*.partial-*"))
 

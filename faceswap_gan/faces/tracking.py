@@ -1,4 +1,4 @@
-"""Temporal smoothing of face boxes: Kalman or moving-average smoothers, one per face.
+"""Face tracking in video: Kalman or moving-average box smoothers, one per face.
 
 Boxes are `(4,) float` arrays `[x0, y0, x1, y1]` in frame pixels. A smoother knows
 nothing about video: `update(box)` takes this frame's detection and returns the smoothed

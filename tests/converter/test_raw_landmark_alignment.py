@@ -6,8 +6,8 @@ import pytest
 
 from converter.config import ConverterConfig
 from converter.pipeline import VideoConverter, box_mask_in_crop
-from converter.smoothing import TrackedFace
 from faceswap_gan.faces.alignment import align, unalign
+from faceswap_gan.faces.tracking import TrackedFace
 
 HISTORIES = {  # name -> (config changes, frames of history before the last frame)
     "no smoothing": ({"use_smoothed_bbox": False}, 0),

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from converter.smoothing import (
+from faceswap_gan.faces.detection import Face
+from faceswap_gan.faces.tracking import (
     FaceTracker,
     KalmanBoxSmoother,
     MovingAverageBoxSmoother,
     box_iou,
     move_landmarks,
 )
-from faceswap_gan.faces.detection import Face
 
 
 def _jitter(boxes):
