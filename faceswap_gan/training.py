@@ -449,23 +449,39 @@ def train(
 ) -> Path:
     """Trains a FaceSwapGAN and returns the run folder.
 
+    The run folder is locked while training (`run_lock`). On resume, the checkpoint
+    taken is the pointer's, else the newest other one that loads (backups included);
+    a broken one is named in a warning, set aside in checkpoints/broken/ when newer
+    than the one taken, never deleted. Every check that can refuse a run happens
+    before anything in run_dir is written; then leftovers of a killed run are cleaned
+    (hidden checkpoint temporaries, damaged or later metrics lines).
+
     Args:
         config: TrainConfig. Written resolved to run_dir/config.json.
-        resume: continue from run_dir's newest checkpoint (same step, stage, optimizer
-            state, data position, RNG); starts fresh if there is none.
+        resume: continue from run_dir's newest loadable checkpoint (same step, stage,
+            optimizer state, data position, RNG); starts fresh if there is none. The
+            config must match the checkpoint's except for the fields that do not
+            change the run's course (`resume_conflicts`).
         progress: show a tqdm bar.
         dry_run: print the resolved config and return before building anything.
-        stop_at: stop (with a checkpoint) at this step, before `config.iterations`: a
-            budget for one session; a later `resume=True` call goes on from there.
+        stop_at: stop (with a checkpoint) at this step (>= 1, after the resumed
+            step), before `config.iterations`: a budget for one session; a later
+            `resume=True` call goes on from there.
         max_seconds: stop (with a checkpoint) after the first step that ends this
             many seconds after the loop started in this call (a wall-time budget,
             e.g. for a Colab session); None = no limit.
 
+    Returns:
+        Path of the run folder.
+
     Raises:
         FileExistsError: run_dir has checkpoints and resume is False (nothing is
             overwritten).
-        ValueError / FileNotFoundError: bad data folders (see FaceSet) or a checkpoint
-            of another architecture.
+        FaceswapError: stop_at < 1 or not after the resumed step; bad or missing face
+            folders, too few faces for `eval_every`; run_dir in use by another
+            process (its PID named); a resume under other settings or another
+            architecture (the fields named); no loadable checkpoint (each broken
+            file named).
     """
     check_stop_at(stop_at)
     run_dir = Path(config.run_dir)
@@ -499,7 +515,12 @@ def train(
                     checkpoints.warn_fallback(broken, folder)
                 print(f"Resuming from {folder} (step {state['step']}).")
                 _set_aside(broken, state["step"], ckpt_dir)
-                run = _Run(config, state["step"], state["stage"], state["seconds"])
+                run = _Run(
+                    config,
+                    state["step"],
+                    state.get("stage", -1),
+                    state.get("seconds", 0.0),
+                )
             checkpoints.remove_partial_writes(ckpt_dir)
             files.remove_partials(run_dir)
             files.write_text(run_dir / "config.json", to_json(config) + "\n")

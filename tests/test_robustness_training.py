@@ -20,7 +20,7 @@ from faceswap_gan.config import ArchConfig, LossConfig, TrainConfig, from_json
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.models.gan import FaceSwapGAN
 from faceswap_gan.previews import read_metrics
-from faceswap_gan.training import build_model, run_lock, train
+from faceswap_gan.training import build_model, train
 
 
 def tiny(faces_a, faces_b, run_dir, **overrides):
@@ -206,6 +206,8 @@ def test_broken_checkpoint_files_are_named(base_run, tmp_path, kind, capsys):
 # 2: one training process per run folder; the lock is released when its holder
 # dies, even by SIGKILL.
 def test_second_train_on_a_locked_run_names_the_holder(base_run, tmp_path, capsys):
+    from faceswap_gan.training import run_lock
+
     run_dir = copy_run(base_run, tmp_path)
     holder = subprocess.Popen(
         [

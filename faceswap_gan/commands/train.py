@@ -212,14 +212,16 @@ def _show(value) -> str:
     return repr(tuple(value) if isinstance(value, list) else value)
 
 
-def _resume_config(args, saved: dict, saved_path: Path, file_data: dict, given: dict):
+def _resume_config(
+    args, run_dir: Path, saved: dict, saved_path: Path, file_data, given
+):
     """The saved config with the explicit values applied; refuses (before anything
     is written) explicit values that would change the run's course."""
     from faceswap_gan.training import resume_conflicts
 
     base = to_dict(from_dict(TrainConfig, saved))
     data = _apply(_merge(base, file_data), given)
-    data["run_dir"] = base["run_dir"] = str(Path(args.run_dir or base["run_dir"]))
+    data["run_dir"] = base["run_dir"] = str(run_dir)  # the folder read, if moved
     config = from_dict(TrainConfig, data)
     # Where each field's value came from, to name the flag in the message.
     source = {}
@@ -290,7 +292,7 @@ def resolve_config(args) -> TrainConfig:
     if args.resume:
         saved = _saved_config(run_dir)
         if saved is not None:
-            return _resume_config(args, *saved, file_data, given)
+            return _resume_config(args, run_dir, *saved, file_data, given)
     data = to_dict(TrainConfig.from_preset(args.preset or "standard"))
     data = _apply(_merge(data, file_data), given)
     for side in ("a", "b"):
