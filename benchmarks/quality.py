@@ -133,6 +133,7 @@ def main(argv=None) -> None:
 
 
 def train_and_evaluate(args, work: Path, folders: dict) -> tuple[dict, dict]:
+    from converter.stability import video_stability
     from faceswap_gan.checkpoints import save_checkpoint
     from faceswap_gan.config import TrainConfig
     from faceswap_gan.evaluation import evaluate
@@ -178,6 +179,7 @@ def train_and_evaluate(args, work: Path, folders: dict) -> tuple[dict, dict]:
         embedder=embedder,
         video=SAMPLES / "person_a.mp4",
         max_frames=args.frames,
+        video_stability=video_stability,
         **held,
     )
     baseline = evaluate(

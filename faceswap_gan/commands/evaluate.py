@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         int. 0 on success, 1 on bad input (reason on stderr).
     """
+    from converter.stability import video_stability
     from faceswap_gan.evaluation import evaluate
 
     if (args.masks_a is None) != (args.masks_b is None):
@@ -126,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         args.max_frames,
         progress=True,
         identity_backend=args.identity_backend,
+        video_stability=video_stability,
     )
     print(headline(report))
     print(f"Wrote {args.output}/report.json and report.md.")

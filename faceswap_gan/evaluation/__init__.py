@@ -4,8 +4,8 @@
 - `geometry`: landmark error, head pose (solvePnP), box jitter, crop change.
 - `faces`: reconstruction, identity and attribute scores of a model on face crops;
   `evaluate_periodic` for logging during training.
-- `video`: stability of a converted clip (imports `converter` lazily).
-- `report`: `evaluate(...)` writes report.json, report.md and plots.
+- `report`: `evaluate(...)` writes report.json, report.md and plots (the video
+  stability of a converted clip comes from `converter.stability`, passed in).
 
 Reference:
     - docs/REFERENCE.md section 3 (the small-scale proxy of the field's protocol).

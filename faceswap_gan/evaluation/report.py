@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import faces as face_eval
 from faceswap_gan.evaluation import plots
 from faceswap_gan.evaluation.markdown import markdown
@@ -134,6 +135,7 @@ def evaluate(
     embedder=None,
     progress: bool = False,
     identity_backend: str = "mobilefacenet",
+    video_stability=None,
 ) -> dict:
     """Evaluates a trained model on held-out faces (and a clip); writes the reports.
 
@@ -150,7 +152,8 @@ def evaluate(
         output_dir: str | Path. Created if needed.
         masks_a, masks_b: str | Path | None. Eye-mask folders (file stems as the
             faces); None = eye masks from 68-point landmarks (`masks.eye_mask`).
-        video: str | Path | None. A clip of A to convert A->B for video stability.
+        video: str | Path | None. A clip of A to convert A->B for video stability
+            (written to output_dir/swapped.mp4); needs `video_stability`.
         max_faces: int | None. Use at most the first N faces per person.
         max_frames: int | None. Frames of `video` converted (None = all).
         embedder: MobileFaceNetEmbedder | FaceEmbedder | None. Reused if given (it
@@ -163,6 +166,9 @@ def evaluate(
             are biased upwards (the generator was optimised against that network);
             use it only to compare with older reports. Margins of the two backends
             are on different scales. Ignored when `embedder` is given.
+        video_stability: callable | None. `(model, video, output_path, max_frames,
+            direction, progress) -> dict`, i.e. `converter.stability.video_stability`
+            (passed in: the library does not import the converter application).
 
     Returns:
         The report dict (keys `REPORT_KEYS`), as written to report.json:
@@ -173,16 +179,22 @@ def evaluate(
         identity[direction] margin_mean/std/min/max,
         real_margin_mean, retrieval_top1_centroid/nearest (fractions);
         attributes[direction] landmark_error_mean/std (by inter-ocular distance),
-        pose_difference_deg_mean/std; video (see `video_stability`) or None.
+        pose_difference_deg_mean/std; video (see `converter.stability`) or None.
 
     Raises:
         FileNotFoundError, FaceswapError: missing/empty folders, too many unreadable
             faces, a missing mask, a bad `max_faces`, an unreadable video or one
-            without faces, an unknown `identity_backend`.
+            without faces, an unknown `identity_backend`, `video` without
+            `video_stability`.
     """
     from faceswap_gan.checkpoints import load_model
     from faceswap_gan.faces.identity import build_identity_embedder
 
+    if video is not None and video_stability is None:
+        raise FaceswapError(
+            "evaluate(video=...) needs video_stability=converter.stability."
+            "video_stability (the library does not import the converter)."
+        )
     started = time.time()
     name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
     if isinstance(model, (str, Path)):
@@ -219,10 +231,8 @@ def evaluate(
         report["reconstruction"], output_dir / "reconstruction_psnr.png"
     ).name
     if video is not None:
-        from faceswap_gan.evaluation.video import default_output, video_stability
-
         report["video"] = video_stability(
-            model, video, default_output(output_dir), max_frames, "AtoB", progress
+            model, video, output_dir / "swapped.mp4", max_frames, "AtoB", progress
         )
         report["video"]["source"] = str(video)
         report["plots"]["video"] = plots.track_plot(

@@ -11,17 +11,23 @@ the first face track (track id 0):
   (expression, lighting, and the swap's flicker); a ratio near 1 means the swap
   flickers no more than the real face moves.
 
-`converter` is imported here only (importing `faceswap_gan` must not import it).
+It lives in the converter (it converts a clip); `faceswap_gan.evaluation.evaluate`
+takes it as its `video_stability` argument, so the library never imports `converter`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from converter.config import ConverterConfig
+from converter.pipeline import VideoConverter
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import geometry
+from faceswap_gan.faces.alignment import align
+from faceswap_gan.video import VideoReader, VideoWriter, check_output
 
 CROP_SIZE = 128  # Side of the aligned crops compared between frames.
 
@@ -70,14 +76,6 @@ def video_stability(
         FileNotFoundError, ValueError: unreadable video; ValueError if no face is
             found in any frame.
     """
-    import itertools
-
-    from tqdm.auto import tqdm
-
-    from converter.config import ConverterConfig
-    from converter.pipeline import VideoConverter
-    from faceswap_gan.faces.alignment import align
-    from faceswap_gan.video import VideoReader, VideoWriter, check_output
 
     size = model.image_size
     config = ConverterConfig(
@@ -163,8 +161,3 @@ def _stability_figures(raw, smooth, crops_in, crops_out) -> dict:
             ],
         },
     }
-
-
-def default_output(output_dir) -> Path:
-    """Where `evaluate` writes the converted clip: `output_dir/swapped.mp4`."""
-    return Path(output_dir) / "swapped.mp4"
