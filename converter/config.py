@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceswap_gan import files
 from faceswap_gan.config import from_dict as config_from_dict
 from faceswap_gan.errors import FaceswapError
 
@@ -207,8 +208,8 @@ class ConverterConfig:
         return config_from_dict(cls, data)
 
     def to_json(self, path: str | Path) -> None:
-        """Writes `to_dict()` as indented JSON to `path`."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes `to_dict()` as indented JSON to `path` (atomically)."""
+        files.write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> ConverterConfig:

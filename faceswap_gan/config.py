@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from faceswap_gan import files
 from faceswap_gan.augmentation import AugmentConfig
 from faceswap_gan.errors import FaceswapError
 
@@ -371,10 +372,10 @@ def _json_default(value):
 
 
 def to_json(config, path: str | Path | None = None) -> str:
-    """Serialises a config; writes it to `path` when given."""
+    """Serialises a config; writes it to `path` atomically when given."""
     text = json.dumps(to_dict(config), indent=2, sort_keys=True)
     if path is not None:
-        Path(path).write_text(text + "\n")
+        files.write_text(path, text + "\n")
     return text
 
 

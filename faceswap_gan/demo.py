@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan import files
 from faceswap_gan.config import PRESETS, LossConfig, TrainConfig
 from faceswap_gan.errors import FaceswapError
 
@@ -131,7 +132,7 @@ def _read_state(path: Path) -> dict:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    files.write_text(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 def _frames_folder(video: Path, folder: Path, max_frames: int) -> Path:

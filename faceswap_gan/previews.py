@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan import files
 from faceswap_gan.images import from_model_range, write_image
 
 
@@ -74,5 +75,6 @@ def plot_losses(metrics_path: str | Path, output: str | Path) -> Path:
         ax.set_xlabel("iteration")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(output, dpi=80)
+    with files.atomic_output(output) as tmp:
+        fig.savefig(tmp, dpi=80)
     return Path(output)

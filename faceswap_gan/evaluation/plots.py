@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan import files
+
 
 def _figure(*args, **kwargs):
     """A matplotlib Figure and its axes, without pyplot (a notebook's backend stays)."""
@@ -17,7 +19,8 @@ def _figure(*args, **kwargs):
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with files.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import faces as face_eval
 from faceswap_gan.evaluation import plots
@@ -258,5 +259,7 @@ def _json_safe(value):
 def write_reports(report: dict, output_dir: Path) -> None:
     """Writes report.json (strict JSON: NaN/inf -> null) and report.md."""
     output_dir = Path(output_dir)
-    (output_dir / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
-    (output_dir / "report.md").write_text(markdown(report))
+    files.write_text(
+        output_dir / "report.json", json.dumps(_json_safe(report), indent=2)
+    )
+    files.write_text(output_dir / "report.md", markdown(report))
