@@ -11,7 +11,7 @@ long/short ratio of the growth should be near 1 (not 4).
 Usage:
     python benchmarks/convert_speed.py          # tiny preset, 45 and 180 frames
     python benchmarks/convert_speed.py --frames 90 --preset lite
-    python benchmarks/convert_speed.py --model runs/00001-lite-64px --clip my.mp4
+    python benchmarks/convert_speed.py --model runs/ab --clip my.mp4
 """
 
 from __future__ import annotations

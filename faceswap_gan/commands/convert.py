@@ -23,9 +23,9 @@ unreadable input or an output that cannot be written. An input that ends early
 `convert: warning:` line saying how many of the announced frames were reached and why.
 
 Examples:
-    python -m faceswap_gan convert --model runs/00001-lite-64px \\
+    python -m faceswap_gan convert --model runs/ab \\
         --input faceswap_gan/data/samples/person_a.mp4 --output swapped.mp4
-    python -m faceswap_gan convert --model runs/00001-lite-64px --input a.mp4 \\
+    python -m faceswap_gan convert --model runs/ab --input a.mp4 \\
         --output b.mp4 --output-type single --color-correction adain_xyz \\
         --roi-coverage 0.93 --max-frames 300
     python -m faceswap_gan convert --model runs/x/checkpoints/step_0040000 \\

@@ -15,7 +15,7 @@ perceptual loss, so its identity scores of swaps are biased upwards.
 Use faces the model was not trained on (e.g. hold out 10% of each extract).
 
 Examples:
-    python -m faceswap_gan evaluate --model runs/00001-lite-64px \\
+    python -m faceswap_gan evaluate --model runs/ab \\
         --faces-a held_out/a --faces-b held_out/b --output eval/
     python -m faceswap_gan evaluate --model runs/x/checkpoints/step_0040000 \\
         --faces-a a/faces/aligned_faces --masks-a a/faces/binary_masks_eyes \\
