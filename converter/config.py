@@ -24,6 +24,7 @@ from typing import Any
 
 from faceswap_gan import files
 from faceswap_gan.config import from_dict as config_from_dict
+from faceswap_gan.config import parse_image_shape
 from faceswap_gan.errors import FaceswapError
 
 
@@ -88,8 +89,6 @@ SEGMENTATION_PARTS: dict[SegmentationType, tuple[str, ...]] = {
     SegmentationType.MOUTH_AND_EYEBROWS: ("mouth", "eyebrows"),
 }
 
-IMAGE_SIZES = (64, 128, 256)
-
 
 def _squash(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
@@ -148,7 +147,8 @@ class ConverterConfig:
             the allowed range or names.
     """
 
-    image_shape: tuple[int, int, int] = (64, 64, 3)  # (S, S, 3); S 64, 128 or 256.
+    # (S, S, 3) with S 64, 128 or 256, or None (the default): the model's input.
+    image_shape: tuple[int, int, int] | None = None
     # Smooth face boxes over time (per-face tracks). As in v2.2 only the box is
     # smoothed (it sets the crop side and the paste-back region); faces are
     # aligned on the detector's raw landmarks.
@@ -169,7 +169,8 @@ class ConverterConfig:
 
     def __post_init__(self) -> None:
         # Frozen: normalised values are set through object.__setattr__.
-        object.__setattr__(self, "image_shape", _parse_image_shape(self.image_shape))
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", parse_image_shape(self.image_shape))
         for name, enum_type in _ENUM_FIELDS.items():
             value = parse_enum(enum_type, getattr(self, name), name)
             object.__setattr__(self, name, value)
@@ -186,16 +187,17 @@ class ConverterConfig:
         _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
 
     @property
-    def image_size(self) -> int:
-        """Side S of the model's square input in pixels."""
-        return self.image_shape[0]
+    def image_size(self) -> int | None:
+        """Side S of the model's square input in pixels (None: the model's)."""
+        return None if self.image_shape is None else self.image_shape[0]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: enums as member names, image_shape as a list."""
         out = dataclasses.asdict(self)
         for name in _ENUM_FIELDS:
             out[name] = out[name].name
-        out["image_shape"] = list(self.image_shape)
+        if self.image_shape is not None:
+            out["image_shape"] = list(self.image_shape)
         return out
 
     @classmethod
@@ -245,23 +247,3 @@ _BOOL_FIELDS = (
     "use_auto_downscaling",
     "watermark",
 )
-
-
-def _parse_image_shape(value: Any) -> tuple[int, int, int]:
-    """(S, S, 3) or S -> (S, S, 3) with S in IMAGE_SIZES; ValueError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value, 3)
-    try:
-        shape = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        shape = ()
-    if (
-        len(shape) != 3
-        or shape[0] != shape[1]
-        or shape[0] not in IMAGE_SIZES
-        or shape[2] != 3
-    ):
-        raise FaceswapError(
-            f"image_shape must be (S, S, 3) with S in {IMAGE_SIZES}; got {value!r}."
-        )
-    return shape

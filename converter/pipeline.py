@@ -28,6 +28,7 @@ all faces of a frame share one crop side (the largest smoothed box side, clipped
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import time
 import warnings
@@ -176,7 +177,8 @@ class VideoConverter:
 
     Args:
         model: `FaceSwapGAN` (from `faceswap_gan.checkpoints.load_model`); its
-            `image_size` must equal `config.image_shape[0]`.
+            `image_size` must equal `config.image_shape[0]` when that is set
+            (None: the model's size is used).
         config: ConverterConfig.
         detector: object with `detect(frame) -> list[Face]`; None = an MTCNN
             `faceswap_gan.faces.detection.FaceDetector` built from the config.
@@ -191,6 +193,9 @@ class VideoConverter:
     def __init__(
         self, model, config: ConverterConfig, detector=None, landmark_detector=None
     ):
+        if config.image_shape is None:  # the model's size
+            size = int(model.image_size)
+            config = dataclasses.replace(config, image_shape=(size, size, 3))
         if int(model.image_size) != config.image_size:
             raise FaceswapError(
                 f"config.image_shape {config.image_shape} does not match the model's "

@@ -36,6 +36,28 @@ GAN_TRAININGS = ("mixup_LSGAN", "relativistic_avg_LSGAN")
 PERCEPTUAL_BACKENDS = ("face_api", "vggface")
 
 
+def parse_image_shape(value: Any) -> tuple[int, int, int]:
+    """`(S, S, 3)` or `S` -> `(S, S, 3)` ints, with S in IMAGE_SIZES (pixels).
+
+    Raises:
+        FaceswapError: anything else (names the value and the allowed sizes).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value, 3)
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
+        shape = ()
+    if not shape or shape[0] not in IMAGE_SIZES:
+        raise FaceswapError(
+            f"image_shape must be (S, S, 3) or S with S in {IMAGE_SIZES}; "
+            f"got {value!r}."
+        )
+    return shape
+
+
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise FaceswapError(f"{name} must be one of {allowed}; got {value!r}.")
@@ -66,21 +88,7 @@ class ArchConfig:
     init_scheme: str = "stable"
 
     def __post_init__(self):
-        shape = self.image_shape
-        if isinstance(shape, int):
-            shape = (shape, shape, 3)
-        shape = tuple(int(s) for s in shape)
-        if (
-            len(shape) != 3
-            or shape[0] != shape[1]
-            or shape[2] != 3
-            or shape[0] not in IMAGE_SIZES
-        ):
-            raise FaceswapError(
-                f"image_shape must be (R, R, 3) with R in {IMAGE_SIZES}; "
-                f"got {self.image_shape!r}."
-            )
-        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "image_shape", parse_image_shape(self.image_shape))
         _choice("norm", self.norm, NORMS)
         _choice("model_capacity", self.model_capacity, MODEL_CAPACITIES)
         _choice("init_scheme", self.init_scheme, INIT_SCHEMES)

@@ -163,13 +163,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_config(args: argparse.Namespace, model_size: int | None = None):
+def resolve_config(args: argparse.Namespace):
     """ConverterConfig from --config (if any) with the explicit flags on top.
+
+    image_shape stays None (the model's size) unless the file or --image-shape sets
+    it.
 
     Args:
         args: parsed arguments of `add_parser`'s parser.
-        model_size: int | None. The model's input side; used for image_shape when
-            neither the file nor a flag sets it.
 
     Raises:
         FileNotFoundError, ValueError: a missing/invalid file or an invalid value.
@@ -189,8 +190,6 @@ def resolve_config(args: argparse.Namespace, model_size: int | None = None):
             if getattr(args, name) is not None
         }
     )
-    if "image_shape" not in data and model_size is not None:
-        data["image_shape"] = model_size
     return ConverterConfig.from_dict(data)
 
 
@@ -225,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     from faceswap_gan.checkpoints import load_model
 
     model = load_model(args.model)
-    config = resolve_config(args, model.image_size)
+    config = resolve_config(args)
     landmarks = None
     if config.segmentation.name != "ALL":
         from faceswap_gan.faces.landmarks import LandmarkDetector

@@ -51,13 +51,13 @@ def test_flags_override_the_config_file(parser, tmp_path):
             "0.01",
         ]
     )
-    config = convert.resolve_config(args, model_size=128)
+    config = convert.resolve_config(args)
     assert config.output_type is ImageOutputType.SINGLE  # Flag beats file.
     assert config.color_correction.name == "ADAIN" and config.roi_coverage == 0.93
     assert config.watermark is False and config.kf_noise_coef == 0.01
-    assert config.image_shape == (64, 64, 3)  # The file's, written by to_json.
-    path.write_text(json.dumps({"enhance": 0.1}))
-    assert convert.resolve_config(args, model_size=128).image_shape == (128, 128, 3)
+    assert config.image_shape is None  # The file's (to_json): the model's size.
+    path.write_text(json.dumps({"enhance": 0.1, "image_shape": 128}))
+    assert convert.resolve_config(args).image_shape == (128, 128, 3)
 
 
 def test_every_config_field_has_a_flag(parser):

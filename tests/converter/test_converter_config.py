@@ -17,7 +17,7 @@ from faceswap_gan.faces.masks import FACE_PARTS
 
 def test_defaults_are_the_forks():
     config = ConverterConfig()
-    assert config.image_shape == (64, 64, 3)
+    assert config.image_shape is None and config.image_size is None  # the model's
     assert (
         config.use_smoothed_bbox,
         config.use_kalman_filter,

@@ -126,3 +126,24 @@ def test_errors(tiny_model, detector, clip_a, tmp_path):
         converter.convert(clip_a, clip_a)
     with pytest.raises(ValueError, match=r"image_shape=\(64, 64, 3\)"):
         VideoConverter(tiny_model, ConverterConfig(image_shape=128), detector)
+
+
+def test_a_saved_default_config_fits_a_model_of_any_size(
+    tiny_model, detector, clip_a, first_frames, tmp_path
+):
+    """A config saved without image_shape (the default) takes the model's size, so a
+    JSON written for a 64 px model also converts with a 128 px one."""
+    from faceswap_gan.config import ArchConfig
+    from faceswap_gan.models import FaceSwapGAN
+
+    path = tmp_path / "conv.json"
+    ConverterConfig(output_type="single").to_json(path)
+    saved = ConverterConfig.from_json(path)
+    big = FaceSwapGAN(
+        ArchConfig(128, model_capacity="lite", norm="none", use_self_attn=False)
+    )
+    for model, size in ((tiny_model, 64), (big, 128)):
+        converter = VideoConverter(model, saved, detector)
+        assert converter.config.image_shape == (size, size, 3)
+        frame = first_frames(clip_a, 1)[0]
+        assert converter.convert_image(frame).shape == frame.shape
