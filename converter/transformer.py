@@ -17,22 +17,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-import cv2
 import numpy as np
 
 from converter.blending import composite, feather_mask, roi_bounds
 from converter.color import COLOR_CORRECTIONS
 from converter.config import ConverterConfig, SegmentationType
-from faceswap_gan.images import from_model_range, to_model_range
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Square resize; INTER_AREA to shrink, INTER_CUBIC to enlarge."""
-    if image.shape[0] == size:
-        return image
-    shrink = image.shape[0] > size
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+from faceswap_gan.images import from_model_range, resize_face, to_model_range
 
 
 class FaceTransformer:
@@ -102,20 +92,22 @@ class FaceTransformer:
         roi_size = stop - start
 
         tic = time.perf_counter()
-        batch = np.stack([_resize(roi, self.model.image_size) for roi in rois])
+        batch = np.stack([resize_face(roi, self.model.image_size) for roi in rois])
         alpha_m, rgb_m, _ = self.model.swap(
             to_model_range(batch), self.config.direction.name
         )
         alphas = np.stack(
             [  # (N, R, R) float32 [0, 1]
-                np.clip(_resize(np.asarray(a[..., 0], np.float32), roi_size), 0.0, 1.0)
+                np.clip(
+                    resize_face(np.asarray(a[..., 0], np.float32), roi_size), 0.0, 1.0
+                )
                 for a in alpha_m
             ]
         )
         rgbs = (
             np.stack(
                 [  # (N, R, R, 3) float32 [0, 1]
-                    _resize(from_model_range(rgb), roi_size) for rgb in rgb_m
+                    resize_face(from_model_range(rgb), roi_size) for rgb in rgb_m
                 ]
             ).astype(np.float32)
             / 255.0

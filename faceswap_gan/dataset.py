@@ -38,6 +38,7 @@ from faceswap_gan.images import (
     ImageReadPolicy,
     list_images,
     read_mask,
+    resize_face,
     to_model_range,
 )
 
@@ -187,9 +188,8 @@ class FaceSet:
 
 
 def _resize(image: np.ndarray) -> np.ndarray:
-    if image.shape[:2] == (FACE_SIZE, FACE_SIZE):
-        return image
-    return cv2.resize(image, (FACE_SIZE, FACE_SIZE))  # INTER_LINEAR, as the original.
+    """To the 256 px training size with INTER_LINEAR, as the original."""
+    return resize_face(image, FACE_SIZE, cv2.INTER_LINEAR)
 
 
 class _SampleFn:

@@ -47,15 +47,35 @@ def from_model_range(tensor: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(tensor) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
+def resize_face(
+    image: np.ndarray, size: int, interpolation: int | None = None
+) -> np.ndarray:
+    """Square resize of one image: `(H, W[, C])` -> `(size, size[, C])`, same dtype.
+
+    Args:
+        image: np.ndarray, any dtype OpenCV resizes (uint8, float32).
+        size: int >= 1. Output side in pixels.
+        interpolation: OpenCV flag, or None: INTER_AREA to shrink (no aliasing),
+            INTER_CUBIC to enlarge.
+
+    Returns:
+        The image itself when it is already `size` x `size`, else a resized copy.
+    """
+    if image.shape[:2] == (size, size):
+        return image
+    if interpolation is None:
+        shrink = image.shape[0] > size
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
 def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
     """Square resize of a stack: `(N, H, W[, C])` -> `(N, size, size[, C])`, same dtype
-    (INTER_AREA, the right filter for shrinking 256-px crops to the model size).
+    (`resize_face` on each: INTER_AREA to shrink 256-px crops to the model size).
     Returned unchanged when already at `size`."""
     if images.shape[1:3] == (size, size):
         return images
-    return np.stack(
-        [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in images]
-    )
+    return np.stack([resize_face(image, size) for image in images])
 
 
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:

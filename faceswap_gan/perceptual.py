@@ -24,11 +24,11 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from faceswap_gan.config import PERCEPTUAL_BACKENDS
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.face_api import RECOGNITION_INPUT_SIZE, load_recognition_model
 from faceswap_gan.vggface import VGGFACE_INPUT_SHAPE, build_vggface_resnet50
 
-PERCEPTUAL_BACKENDS = ("vggface", "face_api")
 VGGFACE_MEAN_BGR = (91.4953, 103.8827, 131.0912)  # keras-vggface utils, version=2
 # Features, deepest first (the order of w_pl), and the index faceswap-GAN took from
 # keras-vggface's `model.layers` (same order in `build_vggface_resnet50`, tested):
