@@ -18,12 +18,11 @@ Reference:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 from scipy import ndimage
 
+from faceswap_gan.config import COLOR_MATCH_OVERFLOWS, AugmentConfig
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import umeyama
 from faceswap_gan.images import to_model_range
@@ -32,48 +31,6 @@ FACE_SIZE = 256  # Side of the stored face crops the augmentation works on.
 COLOR_STATS_MARGIN = 60  # Colour statistics use the centre crop [60:-60] of 256 px.
 MOTION_BLUR_PROB = 0.25  # Chance of motion blur per sample when it is enabled.
 MOTION_BLUR_SIZES = (5, 7, 9, 11)  # Line-kernel lengths in pixels.
-COLOR_MATCH_OVERFLOWS = ("clip", "rescale")  # See `random_color_match`.
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation options; defaults are the v2.2 train notebook's (REFERENCE 1.5).
-
-    Raises:
-        ValueError: a value outside its allowed range (the message gives the range).
-    """
-
-    prob_random_color_match: float = 0.5  # Chance of colour matching to a random face.
-    use_da_motion_blur: bool = False  # Motion blur (p = 0.25) on warped and target.
-    use_bm_eyes: bool = True  # Return the eye masks; False returns all-zero masks.
-    rotation_range: float = 10.0  # Max |rotation| in degrees, in [0, 180].
-    zoom_range: float = 0.1  # Scale drawn from U(1 - z, 1 + z); z in [0, 1).
-    shift_range: float = 0.05  # Max |shift| as a fraction of the side, in [0, 1].
-    flip_prob: float = 0.5  # Chance of a horizontal flip, in [0, 1].
-    color_match_overflow: str = "clip"  # "clip", or "rescale" as the original did.
-
-    def __post_init__(self):
-        for name in ("prob_random_color_match", "flip_prob", "shift_range"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise FaceswapError(f"{name} must be in [0, 1]; got {value}.")
-        if not 0.0 <= self.rotation_range <= 180.0:
-            raise FaceswapError(
-                f"rotation_range must be in [0, 180] (degrees); got "
-                f"{self.rotation_range}."
-            )
-        if not 0.0 <= self.zoom_range < 1.0:
-            raise FaceswapError(f"zoom_range must be in [0, 1); got {self.zoom_range}.")
-        if self.color_match_overflow not in COLOR_MATCH_OVERFLOWS:
-            raise FaceswapError(
-                f"color_match_overflow must be one of "
-                f"{COLOR_MATCH_OVERFLOWS}; got {self.color_match_overflow!r}."
-            )
-        for name in ("use_da_motion_blur", "use_bm_eyes"):
-            if not isinstance(getattr(self, name), bool):
-                raise FaceswapError(
-                    f"{name} must be True or False; got {getattr(self, name)!r}."
-                )
 
 
 def random_color_match(

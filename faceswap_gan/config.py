@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from faceswap_gan import files
-from faceswap_gan.augmentation import AugmentConfig
 from faceswap_gan.errors import FaceswapError
 
 IMAGE_SIZES = (64, 128, 256)
@@ -61,6 +60,50 @@ def parse_image_shape(value: Any) -> tuple[int, int, int]:
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise FaceswapError(f"{name} must be one of {allowed}; got {value!r}.")
+
+
+COLOR_MATCH_OVERFLOWS = ("clip", "rescale")  # See `augmentation.random_color_match`.
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation options; defaults are the v2.2 train notebook's (REFERENCE 1.5).
+
+    Raises:
+        ValueError: a value outside its allowed range (the message gives the range).
+    """
+
+    prob_random_color_match: float = 0.5  # Chance of colour matching to a random face.
+    use_da_motion_blur: bool = False  # Motion blur (p = 0.25) on warped and target.
+    use_bm_eyes: bool = True  # Return the eye masks; False returns all-zero masks.
+    rotation_range: float = 10.0  # Max |rotation| in degrees, in [0, 180].
+    zoom_range: float = 0.1  # Scale drawn from U(1 - z, 1 + z); z in [0, 1).
+    shift_range: float = 0.05  # Max |shift| as a fraction of the side, in [0, 1].
+    flip_prob: float = 0.5  # Chance of a horizontal flip, in [0, 1].
+    color_match_overflow: str = "clip"  # "clip", or "rescale" as the original did.
+
+    def __post_init__(self):
+        for name in ("prob_random_color_match", "flip_prob", "shift_range"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise FaceswapError(f"{name} must be in [0, 1]; got {value}.")
+        if not 0.0 <= self.rotation_range <= 180.0:
+            raise FaceswapError(
+                f"rotation_range must be in [0, 180] (degrees); got "
+                f"{self.rotation_range}."
+            )
+        if not 0.0 <= self.zoom_range < 1.0:
+            raise FaceswapError(f"zoom_range must be in [0, 1); got {self.zoom_range}.")
+        if self.color_match_overflow not in COLOR_MATCH_OVERFLOWS:
+            raise FaceswapError(
+                f"color_match_overflow must be one of "
+                f"{COLOR_MATCH_OVERFLOWS}; got {self.color_match_overflow!r}."
+            )
+        for name in ("use_da_motion_blur", "use_bm_eyes"):
+            if not isinstance(getattr(self, name), bool):
+                raise FaceswapError(
+                    f"{name} must be True or False; got {getattr(self, name)!r}."
+                )
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,29 @@ def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([resize_face(image, size) for image in images])
 
 
+def check_frame(frame: np.ndarray, name: str = "frame") -> np.ndarray:
+    """Returns `frame` if it is an `(H, W, 3) uint8 RGB` numpy array (the project's
+    image convention) with H, W >= 1.
+
+    Raises:
+        FaceswapError: anything else, saying what was given and what to convert.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise FaceswapError(
+            f"{name} must be a numpy array of shape (H, W, 3), dtype uint8, RGB; "
+            f"got {type(frame).__name__}."
+        )
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise FaceswapError(
+            f"{name} must have shape (H, W, 3) and dtype uint8 (RGB); got shape "
+            f"{frame.shape} and dtype {frame.dtype}. Convert grayscale or RGBA images "
+            "to RGB and float images to uint8 0..255 first."
+        )
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise FaceswapError(f"{name} is empty: shape {frame.shape}.")
+    return frame
+
+
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     """Swaps the first and third channel of `(..., 3)` images (BGR <-> RGB)."""
     return np.ascontiguousarray(image[..., ::-1])

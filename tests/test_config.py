@@ -54,7 +54,7 @@ def test_original_defaults():
     "kwargs, message",
     [
         ({"image_shape": (96, 96, 3)}, r"64, 128, 256"),
-        ({"image_shape": (64, 32, 3)}, r"\(R, R, 3\)"),
+        ({"image_shape": (64, 32, 3)}, r"\(S, S, 3\)"),
         ({"norm": "instance"}, "instancenorm"),
         ({"model_capacity": "huge"}, "lite"),
         ({"use_self_attn": "yes"}, "True or False"),

@@ -9,6 +9,8 @@ inside functions count too.
 import ast
 from pathlib import Path
 
+import numpy as np
+
 PACKAGE = Path(__file__).resolve().parents[1] / "faceswap_gan"
 APPLICATION = ("commands", "demo.py", "cli.py", "__main__.py")
 
@@ -48,3 +50,35 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     assert len(_library_modules()) > 30 and not any(
         "commands" in p.parts for p in _library_modules()
     )
+
+
+def _package_imports(relative: str) -> set[str]:
+    return {
+        name
+        for _, name in _imported_modules(PACKAGE / relative)
+        if name.startswith("faceswap_gan")
+    }
+
+
+def test_dependencies_point_down():
+    # config is a leaf: constants and dataclasses that every module may use.
+    allowed = {"faceswap_gan", "faceswap_gan.errors", "faceswap_gan.files"}
+    assert _package_imports("config.py") <= allowed
+    # layers know nothing of the configs or models built from them.
+    for layer in (PACKAGE / "layers").glob("*.py"):
+        assert all(
+            name.startswith("faceswap_gan.layers")
+            for name in _package_imports(f"layers/{layer.name}")
+        ), layer.name
+    # alignment takes the image convention from images, not from the detector.
+    assert "faceswap_gan.faces.detection" not in _package_imports("faces/alignment.py")
+
+
+def test_every_configured_norm_builds():
+    from faceswap_gan.config import NORMS
+    from faceswap_gan.layers.normalization import NORMALIZATIONS, normalization
+
+    assert sorted(NORMS) == sorted(NORMALIZATIONS)
+    for kind in NORMS:
+        layer = normalization(kind, name=f"n_{kind}", group=4)
+        assert layer(np.ones((1, 4, 4, 32), "float32")).shape == (1, 4, 4, 32)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from skimage.transform import EuclideanTransform, SimilarityTransform
 
-from faceswap_gan.faces.detection import check_frame
+from faceswap_gan.images import check_frame
 
 # The original's average landmark positions as (row, col) fractions of the crop side,
 # order: left eye, right eye, nose, mouth left, mouth right (image left/right).

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.images import check_frame
 
 # (pixel count, divisor), checked in order: 1080p -> /4, 720p -> /3, 480p -> /2.
 DOWNSCALE_STEPS = ((1920 * 1080, 4), (1280 * 720, 3), (858 * 480, 2))
@@ -51,24 +52,6 @@ class Face:
     def area(self) -> float:
         """Box area in pixels squared."""
         return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
-
-
-def check_frame(frame: np.ndarray, name: str = "frame") -> np.ndarray:
-    """Raises ValueError unless `frame` is an `(H, W, 3) uint8 RGB` numpy array."""
-    if not isinstance(frame, np.ndarray):
-        raise FaceswapError(
-            f"{name} must be a numpy array of shape (H, W, 3), dtype uint8, RGB; "
-            f"got {type(frame).__name__}."
-        )
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise FaceswapError(
-            f"{name} must have shape (H, W, 3) and dtype uint8 (RGB); got shape "
-            f"{frame.shape} and dtype {frame.dtype}. Convert grayscale or RGBA images "
-            "to RGB and float images to uint8 0..255 first."
-        )
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise FaceswapError(f"{name} is empty: shape {frame.shape}.")
-    return frame
 
 
 def downscale_factor(height: int, width: int) -> int:

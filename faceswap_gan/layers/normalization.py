@@ -12,8 +12,6 @@ plain name means what it says (DESIGN section 3) and v2.2's layer keeps its own 
 import keras
 from keras import ops
 
-from faceswap_gan.config import NORMS
-
 
 @keras.saving.register_keras_serializable(package="faceswap_gan")
 class V22InstanceNormalization(keras.layers.Layer):
@@ -150,20 +148,23 @@ def normalization(kind: str, name: str, group: int | None = None) -> keras.layer
             `None` means the channel count.
 
     Raises:
-        ValueError: `kind` is not one of `NORMS`.
+        ValueError: `kind` is not a key of `NORMALIZATIONS`.
     """
-    if kind == "instancenorm":
-        return keras.layers.GroupNormalization(groups=-1, name=name)
-    if kind == "instancenorm_v22":
-        return V22InstanceNormalization(name=name)
-    if kind == "layernorm":
-        return keras.layers.GroupNormalization(groups=1, name=name)
-    if kind == "groupnorm":
-        return keras.layers.GroupNormalization(groups=16, name=name)
-    if kind == "batchnorm":
-        return keras.layers.BatchNormalization(name=name)
-    if kind == "hybrid":
-        return HybridNormalization(group, name=name)
-    if kind == "none":
-        return keras.layers.Identity(name=name)
-    raise ValueError(f"Unknown normalization {kind!r}; expected one of {NORMS}.")
+    if kind not in NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {kind!r}; expected one of {tuple(NORMALIZATIONS)}."
+        )
+    return NORMALIZATIONS[kind](name, group)
+
+
+# kind -> (name, group) -> layer; `faceswap_gan.config.NORMS` offers exactly these
+# (tests/test_layering.py checks it).
+NORMALIZATIONS = {
+    "instancenorm": lambda name, _: keras.layers.GroupNormalization(-1, name=name),
+    "instancenorm_v22": lambda name, _: V22InstanceNormalization(name=name),
+    "layernorm": lambda name, _: keras.layers.GroupNormalization(1, name=name),
+    "groupnorm": lambda name, _: keras.layers.GroupNormalization(16, name=name),
+    "batchnorm": lambda name, _: keras.layers.BatchNormalization(name=name),
+    "hybrid": lambda name, group: HybridNormalization(group, name=name),
+    "none": lambda name, _: keras.layers.Identity(name=name),
+}
