@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from skimage import color as skcolor
 
 from converter.config import ColorCorrectionType
+from faceswap_gan.images import rgb_to_xyz, xyz_to_rgb
 
 EPS = 1e-6
 ColorCorrection = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -75,13 +75,15 @@ def _adain(swapped, original, mask):
 def adain_xyz(
     swapped: np.ndarray, original: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:
-    """ADAIN_XYZ: `adain` in CIE XYZ (D65, via scikit-image), back to RGB, clipped."""
+    """ADAIN_XYZ: `adain` in CIE XYZ, back to RGB, clipped to [0, 1].
+
+    XYZ is `faceswap_gan.images.rgb_to_xyz` (OpenCV's linear D65 matrix), the space
+    of v2.2's `color_correction.py` (`cv2.COLOR_BGR2XYZ`) and of the training-time
+    colour match."""
     if _weights(mask, swapped.shape) is None:
         return np.asarray(swapped, dtype=np.float32)
-    xyz = _adain(skcolor.rgb2xyz(swapped), skcolor.rgb2xyz(original), mask)
-    return np.clip(skcolor.xyz2rgb(np.clip(xyz, 0.0, None)), 0.0, 1.0).astype(
-        np.float32
-    )
+    xyz = _adain(rgb_to_xyz(swapped), rgb_to_xyz(original), mask)
+    return np.clip(xyz_to_rgb(xyz), 0.0, 1.0).astype(np.float32)
 
 
 BINS = 256  # Histogram bins per channel (uint8 precision).

@@ -25,7 +25,7 @@ from scipy import ndimage
 from faceswap_gan.config import COLOR_MATCH_OVERFLOWS, AugmentConfig
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import umeyama
-from faceswap_gan.images import to_model_range
+from faceswap_gan.images import RGB_TO_XYZ, XYZ_TO_RGB, to_model_range
 
 FACE_SIZE = 256  # Side of the stored face crops the augmentation works on.
 COLOR_STATS_MARGIN = 60  # Colour statistics use the centre crop [60:-60] of 256 px.
@@ -74,7 +74,7 @@ def random_color_match(
     ratio = rng.uniform()
     # Every step is affine per pixel: [-1, 1] -> [0, 255] -> (XYZ) -> transfer -> back.
     # Composing them into one 3x4 matrix for cv2.transform is ~10x faster than numpy.
-    space = _RGB_TO_XYZ if use_xyz else np.eye(3)
+    space = RGB_TO_XYZ if use_xyz else np.eye(3)
     enter = _affine(127.5 * space, 127.5 * space.sum(axis=1))  # [-1, 1] -> space
     (mt, st) = _centre_stats(reference, enter)
     (ms, ss) = _centre_stats(image, enter)
@@ -84,7 +84,7 @@ def random_color_match(
     st = ratio * st + (1.0 - ratio) * ss
     gain = st / (ss + 1e-7)  # result = st * (src - ms) / ss + mt, per channel
     transfer = _affine(np.diag(gain), mt - gain * ms) @ enter
-    back = _XYZ_TO_RGB if use_xyz else np.eye(3)
+    back = XYZ_TO_RGB if use_xyz else np.eye(3)
     leave = _affine(back / 127.5, -np.ones(3))  # space -> [-1, 1] RGB
     if overflow == "clip":
         result = cv2.transform(np.asarray(image, np.float32), (leave @ transfer)[:3])
@@ -101,15 +101,6 @@ def _affine(matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
     out = np.eye(4)  # (4, 4) homogeneous: x -> matrix @ x + offset
     out[:3, :3], out[:3, 3] = matrix, offset
     return out
-
-
-def _opencv_matrix(code: int) -> np.ndarray:
-    basis = np.eye(3, dtype=np.float32).reshape(3, 1, 3)  # three pixels e_0, e_1, e_2
-    return cv2.cvtColor(basis, code).reshape(3, 3).T.astype(np.float64)
-
-
-_RGB_TO_XYZ = _opencv_matrix(cv2.COLOR_RGB2XYZ)  # OpenCV's D65 matrices (linear
-_XYZ_TO_RGB = _opencv_matrix(cv2.COLOR_XYZ2RGB)  # for float input)
 
 
 def _centre_stats(image: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -101,6 +101,28 @@ def check_frame(frame: np.ndarray, name: str = "frame") -> np.ndarray:
     return frame
 
 
+def _opencv_matrix(code: int) -> np.ndarray:
+    basis = np.eye(3, dtype=np.float32).reshape(3, 1, 3)  # three pixels e_0, e_1, e_2
+    return cv2.cvtColor(basis, code).reshape(3, 3).T.astype(np.float64)
+
+
+# The project's one CIE XYZ: OpenCV's linear D65 matrices (`cv2.COLOR_RGB2XYZ` on
+# float input, no sRGB gamma), the space faceswap-GAN v2.2 used for its colour
+# transfer in training and conversion. `xyz = RGB_TO_XYZ @ rgb`.
+RGB_TO_XYZ = _opencv_matrix(cv2.COLOR_RGB2XYZ)
+XYZ_TO_RGB = _opencv_matrix(cv2.COLOR_XYZ2RGB)
+
+
+def rgb_to_xyz(image: np.ndarray) -> np.ndarray:
+    """`(..., 3)` RGB (any range) -> float32 CIE XYZ by `RGB_TO_XYZ` (linear)."""
+    return (np.asarray(image, np.float64) @ RGB_TO_XYZ.T).astype(np.float32)
+
+
+def xyz_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Inverse of `rgb_to_xyz`: `(..., 3)` XYZ -> float32 RGB (not clipped)."""
+    return (np.asarray(image, np.float64) @ XYZ_TO_RGB.T).astype(np.float32)
+
+
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     """Swaps the first and third channel of `(..., 3)` images (BGR <-> RGB)."""
     return np.ascontiguousarray(image[..., ::-1])
