@@ -446,6 +446,7 @@ def train(
     dry_run: bool = False,
     stop_at: int | None = None,
     max_seconds: float | None = None,
+    verbose: bool = False,
 ) -> Path:
     """Trains a FaceSwapGAN and returns the run folder.
 
@@ -470,6 +471,9 @@ def train(
         max_seconds: stop (with a checkpoint) after the first step that ends this
             many seconds after the loop started in this call (a wall-time budget,
             e.g. for a Colab session); None = no limit.
+        verbose: also print the resolved config (it is always written to
+            run_dir/config.json; `dry_run` prints it too). The schedule's one-line
+            summary is always printed.
 
     Returns:
         Path of the run folder.
@@ -485,7 +489,8 @@ def train(
     """
     check_stop_at(stop_at)
     run_dir = Path(config.run_dir)
-    print(to_json(config))
+    if verbose or dry_run:
+        print(to_json(config))
     print(schedule_summary(config))
     if dry_run:
         return run_dir

@@ -318,6 +318,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         dry_run=args.dry_run,
         stop_at=args.stop_at,
+        verbose=args.verbose,
     )
     if not args.dry_run:
         print(
