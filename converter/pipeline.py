@@ -94,7 +94,8 @@ STEPS = (
     "align",
     "generator",
     "colour",
-    "blend",
+    "blend",  # the transformer's feathered alpha composite inside the crop
+    "paste",  # unalign the swapped crops and paste them into the frame
     "compose",
     "encode",
 )
@@ -255,7 +256,7 @@ class VideoConverter:
                 )
                 result, face_alpha = blending.paste_back(result, raw, alpha, matrix)
                 frame_alpha = np.maximum(frame_alpha, face_alpha)
-            tic = self._tick("blend", tic)
+            tic = self._tick("paste", tic)
         # 6. Enhance contrast: -e * original + (1 + e) * result.
         result = blending.enhance_contrast(result, frame, self.config.enhance)
         # 7. Label the result as synthetic (visible, bottom-left corner).
@@ -377,8 +378,10 @@ class VideoConverter:
                     f"written to {output_path}."
                 )
         report.video_seconds = report.frames / float(reader.fps)
-        merged = {**self.seconds, **self.transformer.seconds}
-        report.seconds = {step: merged.get(step, 0.0) for step in STEPS}
+        report.seconds = {
+            step: self.seconds.get(step, 0.0) + self.transformer.seconds.get(step, 0.0)
+            for step in STEPS
+        }
         if report.input_ended is not None:
             report.warnings.append(
                 f"{input_path} ended after {report.frames} of the "
