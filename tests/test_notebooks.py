@@ -156,14 +156,21 @@ def test_code_cells_define_no_functions_or_classes(name):
 @pytest.mark.slow
 def test_extraction_notebook(tmp_path):
     nb = execute(
-        "video_face_detection_alignment", tmp_path, OUTPUT_DIR="faceA", EVERY=45, SHOW=3
-    )  # frames 0, 45, 90, 135 of person_a.mp4
-    faces = tmp_path / "faceA" / "faces"
-    names = sorted(p.name for p in list_images(faces / "aligned_faces"))
-    assert names == sorted(f"frame{i}face0.jpg" for i in (0, 45, 90, 135))
-    for folder in ("raw_faces", "binary_masks_eyes"):
-        assert sorted(p.name for p in list_images(faces / folder)) == names
-    assert read_mask(faces / "binary_masks_eyes" / names[0]).max() > 0.9  # crude boxes
+        "video_face_detection_alignment",
+        tmp_path,
+        OUTPUT_A="faceA",
+        OUTPUT_B="faceB",
+        EVERY=90,
+        SHOW=2,
+    )  # frames 0 and 90 of each bundled clip, both people in one run
+    for person in ("faceA", "faceB"):
+        faces = tmp_path / person / "faces"
+        names = sorted(p.name for p in list_images(faces / "aligned_faces"))
+        assert names == sorted(f"frame{i}face0.jpg" for i in (0, 90))
+        for folder in ("raw_faces", "binary_masks_eyes"):
+            assert sorted(p.name for p in list_images(faces / folder)) == names
+        mask = read_mask(faces / "binary_masks_eyes" / names[0])
+        assert 0.005 < float((mask > 0.5).mean()) < 0.2  # landmark eyes, as extract
     assert len(_outputs(nb, "image/png")) == 1  # the grid
 
 
@@ -172,16 +179,19 @@ def test_masks_notebook(tmp_path):
     nb = execute(
         "prep_binary_masks",
         tmp_path,
-        FACES_DIR=str(FACES / "a"),
-        OUTPUT_DIR="masks",
+        FACES_A=str(FACES / "a"),
+        MASKS_A="masksA",
+        FACES_B=str(FACES / "b"),
+        MASKS_B="masksB",
         SHOW=3,
     )
-    faces = list_images(FACES / "a")
-    masks = list_images(tmp_path / "masks")
-    assert [p.name for p in masks] == [p.name for p in faces]
-    covered = [float((read_mask(p) > 0.5).mean()) for p in masks]
-    # Eyes cover a small, non-zero part of a 256 px face crop.
-    assert sum(0.005 < c < 0.2 for c in covered) >= len(masks) - 2
+    for person in ("a", "b"):
+        faces = list_images(FACES / person)
+        masks = list_images(tmp_path / f"masks{person.upper()}")
+        assert [p.name for p in masks] == [p.name for p in faces]
+        covered = [float((read_mask(p) > 0.5).mean()) for p in masks]
+        # Eyes cover a small, non-zero part of a 256 px face crop.
+        assert sum(0.005 < c < 0.2 for c in covered) >= len(masks) - 2
     assert len(_outputs(nb, "image/png")) == 1
 
 
