@@ -252,6 +252,24 @@ def score_identity(root: Path, video: Path, output_type: str, max_frames=None):
     )
 
 
+def convert_sample(run_dir: Path, video: Path, output_type, max_frames, progress):
+    """Converts the sample clip of A to B with the run's model (labelled as
+    synthetic, audio kept) into `video`, replacing an earlier demo video.
+
+    Returns:
+        converter.pipeline.ConversionReport.
+    """
+    from converter.config import ConverterConfig
+    from converter.pipeline import VideoConverter
+    from faceswap_gan.checkpoints import load_model
+
+    model = load_model(run_dir)
+    config = ConverterConfig(output_type=output_type, direction="AtoB", watermark=True)
+    return VideoConverter(model, config).convert(
+        SAMPLE_A, video, max_frames=max_frames, progress=progress, overwrite=True
+    )
+
+
 def run_demo(
     output_dir: str | Path = "demo_output",
     iterations: int = DEFAULT_ITERATIONS,
@@ -283,12 +301,9 @@ def run_demo(
         DemoResult (its `summary()` is also printed).
 
     Raises:
-        ValueError: a bad argument (the message says what is allowed).
-        RuntimeError: no face found in a clip.
+        FaceswapError: a bad argument (the message says what is allowed), or no
+            face found in a clip.
     """
-    from converter.config import ConverterConfig
-    from converter.pipeline import VideoConverter
-    from faceswap_gan.checkpoints import load_model
     from faceswap_gan.training import train
 
     if int(every) < 1:
@@ -321,17 +336,8 @@ def run_demo(
     seconds["train"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    model = load_model(run_dir)
-    converter_config = ConverterConfig(
-        image_shape=model.image_size,
-        output_type=output_type,
-        direction="AtoB",
-        watermark=True,
-    )
     video = root / "person_a_to_b.mp4"
-    report = VideoConverter(model, converter_config).convert(  # Re-run: replaced.
-        SAMPLE_A, video, max_frames=max_frames, progress=progress, overwrite=True
-    )
+    report = convert_sample(run_dir, video, output_type, max_frames, progress)
     seconds["convert"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
