@@ -342,9 +342,24 @@ def extract_faces(
         step.embedder, step.reference, step.threshold = embedder, ref, threshold
     report.previous_faces = len(old_rows)
     bar_total = None if total is None else -(-total // int(every))
+    _write_faces(step, frames, report, old_rows, bar_total, progress)
+    if policy is not None:
+        report.skipped = [p.name for p in policy.skipped]
+        policy.finish(stacklevel=2)
+    if report.faces == 0:
+        print(
+            f"No faces found in {source} ({report.frames_sampled} frames searched); "
+            f"the output folders under {root} are empty."
+        )
+    return report
+
+
+def _write_faces(step, frames, report: ExtractReport, old_rows, total, progress):
+    """Runs `step` on every frame, counting into `report`, with faces.csv (the old
+    rows, then a row per face written) going to a temporary file renamed at the end:
+    a kill leaves the old faces.csv; an error still publishes it, listing the faces
+    written until then, and is re-raised."""
     failure = None
-    # faces.csv goes to a temporary file, renamed at the end: a kill leaves the old
-    # one. An error still publishes it, listing the faces written until then.
     with atomic_output(report.csv_path) as tmp, open(tmp, "w", newline="") as handle:
         step.writer = csv.writer(handle)
         step.writer.writerow(CSV_COLUMNS)
@@ -352,7 +367,7 @@ def extract_faces(
         try:
             for index, frame, name in tqdm(
                 frames,
-                total=bar_total,
+                total=total,
                 disable=not progress,
                 desc="extract",
                 unit="frame",
@@ -374,15 +389,6 @@ def extract_faces(
             raise failure from None  # faces.csv cannot be written either: keep the old.
     if failure is not None:
         raise failure
-    if policy is not None:
-        report.skipped = [p.name for p in policy.skipped]
-        policy.finish(stacklevel=2)
-    if report.faces == 0:
-        print(
-            f"No faces found in {source} ({report.frames_sampled} frames searched); "
-            f"the output folders under {root} are empty."
-        )
-    return report
 
 
 @dataclass
