@@ -51,29 +51,43 @@ def test_generator_loss_falls_on_real_faces(trained):
     assert [int(o.iterations) for o in model.optimizers.values()] == [40, 40, 40]
 
 
-def test_train_step_reports_every_term_by_name():
-    model = FaceSwapGAN(
-        TINY, LossConfig(gan_training="relativistic_avg_LSGAN", use_cyclic_loss=True)
+def _real_batch(faces_a, faces_b):
+    """((warped, target, mask) of A, of B) from real crops at 64 px in [-1, 1]."""
+    from faceswap_gan.images import read_image, resize_faces, to_model_range
+
+    sides = []
+    for folder in (faces_a, faces_b):
+        images = np.stack([read_image(p) for p in sorted(folder.iterdir())[:2]])
+        faces = to_model_range(resize_faces(images, 64))
+        sides.append((faces, faces, np.zeros((2, 64, 64, 1), "float32")))
+    return tuple(sides)
+
+
+def test_train_step_reports_every_term_and_the_perceptual_term_is_live(
+    faces_a, faces_b
+):
+    from faceswap_gan.perceptual import build_perceptual_model
+
+    batch = _real_batch(faces_a, faces_b)
+    loss = LossConfig(
+        gan_training="relativistic_avg_LSGAN", use_cyclic_loss=True, use_PL=True
     )
-    model.compile()
-    batch = tuple(
-        (np.zeros((2, 64, 64, 3), "float32"),) * 2
-        + (np.zeros((2, 64, 64, 1), "float32"),)
-        for _ in range(2)
-    )
-    logs = model.train_step((batch, batch))
+    terms = ("adversarial", "reconstruction", "edge", "mask", "perceptual", "cyclic")
+    with_pl = FaceSwapGAN(TINY, loss, perceptual_model=build_perceptual_model())
+    with_pl.compile()
+    logs = with_pl.train_step((batch, batch))
     for side in ("g_a", "g_b"):
-        for term in (
-            "adversarial",
-            "reconstruction",
-            "edge",
-            "mask",
-            "perceptual",
-            "cyclic",
-            "total",
-        ):
+        for term in (*terms, "total"):
             assert np.isfinite(float(logs[f"{side}/{term}"]))
+        # An untrained model's faces are far from the real ones in face_api's
+        # feature space, so the perceptual term is positive; the total holds it.
+        assert float(logs[f"{side}/perceptual"]) > 0
+        parts = sum(float(logs[f"{side}/{t}"]) for t in (*terms, "weight_decay"))
+        assert float(logs[f"{side}/total"]) == pytest.approx(parts, rel=1e-4)
     assert {"d_a/total", "d_b/total", "g_a/weight_decay", "g/total"} <= set(logs)
+    without = FaceSwapGAN(TINY, LossConfig(use_PL=False))
+    without.compile()
+    assert float(without.train_step((batch, batch))["g_a/perceptual"]) == 0.0
 
 
 def weights(net):
