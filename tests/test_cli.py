@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _cli(*args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
@@ -11,6 +13,7 @@ def _cli(*args):
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_the_start_is_one_device_line_without_tensorflow_log(tmp_path, faces_a):
     result = _cli("masks", "--faces", str(faces_a), "--output", str(tmp_path / "m"))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -26,6 +29,7 @@ def test_the_start_is_one_device_line_without_tensorflow_log(tmp_path, faces_a):
     assert noise == []
 
 
+@pytest.mark.slow
 def test_verbose_shows_the_tensorflow_log(tmp_path, faces_a):
     missing = str(tmp_path / "none")
     result = _cli("masks", "--faces", missing, "--output", "o", "--verbose")

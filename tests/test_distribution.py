@@ -6,6 +6,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from faceswap_gan.config import PRESETS
@@ -37,6 +38,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_splits_the_batch_over_two_replicas():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=900
@@ -45,6 +47,7 @@ def test_mirrored_strategy_splits_the_batch_over_two_replicas():
     assert "ITERATIONS 2 2 2" in result.stdout  # one update per optimizer and step
 
 
+@pytest.mark.slow
 def test_mixed_precision_step_keeps_float32_weights_and_outputs():
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")

@@ -213,6 +213,7 @@ def tiny_model():
     return FaceSwapGAN(PRESETS["tiny"])
 
 
+@pytest.mark.slow
 def test_evaluate_periodic_returns_its_figures(tiny_model, embedder, crops):
     held_out = {k: to_model_range(resize_faces(v[:3], 64)) for k, v in crops.items()}
     out = face_eval.evaluate_periodic(
@@ -238,6 +239,7 @@ def test_evaluate_periodic_returns_its_figures(tiny_model, embedder, crops):
     assert out["eval/id_real_target_AtoB"] < own_cos
 
 
+@pytest.mark.slow
 def test_reconstruction_with_all_zero_alpha_gives_exact_composite(faces_a):
     """A decoder whose alpha is 0 everywhere returns the input as the composite."""
     from faceswap_gan.config import PRESETS

@@ -180,6 +180,7 @@ def test_landmark_net_output_is_in_the_unit_square(landmark_net, faces_a):
     assert np.all((points > 0) & (points < 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", [load_recognition_model, load_landmark_model])
 def test_models_survive_keras_save_and_load(loader, tmp_path):
     model = loader()

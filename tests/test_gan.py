@@ -63,6 +63,7 @@ def _real_batch(faces_a, faces_b):
     return tuple(sides)
 
 
+@pytest.mark.slow
 def test_train_step_reports_every_term_and_the_perceptual_term_is_live(
     faces_a, faces_b
 ):
@@ -98,6 +99,7 @@ def changed(before, net):
     return any(not np.array_equal(a, b) for a, b in zip(before, weights(net)))
 
 
+@pytest.mark.slow
 def test_each_generator_step_updates_the_encoder_and_only_its_own_decoder(faces_a):
     # v2.2: netGA_train steps encoder + decoder_A with its own Adam, netGB_train
     # encoder + decoder_B; the cyclic term runs through the other decoder without
@@ -138,6 +140,7 @@ def test_set_stage_multiplies_the_runs_own_lr_factor():
     assert float(model.d_optimizer.learning_rate) == pytest.approx(2e-4 * 0.5 * 0.3)
 
 
+@pytest.mark.slow
 def test_swap_masked_output_is_alpha_composite(faces_a):
     model = FaceSwapGAN(TINY)
     faces = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype("float32")
@@ -153,6 +156,7 @@ def test_swap_masked_output_is_alpha_composite(faces_a):
         model.swap(faces[:, :32, :32], "AtoB")
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_and_mismatch(trained, tmp_path):
     model, _ = trained
     path = save_checkpoint(model, tmp_path / "checkpoints", {"step": 40, "stage": 0})
@@ -182,6 +186,7 @@ def test_save_load_round_trip_and_mismatch(trained, tmp_path):
         load_model(path)
 
 
+@pytest.mark.slow
 def test_interrupted_write_keeps_previous_checkpoint(trained, tmp_path):
     model, _ = trained
     ckpts = tmp_path / "checkpoints"

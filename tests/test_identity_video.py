@@ -30,6 +30,7 @@ def write_video(path, frames):
     return path
 
 
+@pytest.mark.slow
 def test_unchanged_face_is_never_closer_and_panels_are_read(
     tmp_path, embedder, faces_a, faces_b
 ):
@@ -54,6 +55,7 @@ def test_unchanged_face_is_never_closer_and_panels_are_read(
         swap_identity_per_frame(SAMPLE_A, combined, crops(faces_b), embedder, panel=2)
 
 
+@pytest.mark.slow
 def test_a_face_of_the_target_person_is_closer(tmp_path, embedder, faces_a, faces_b):
     # Paste person B's aligned crop over A's face region in the "result": every
     # frame's result must score closer to B than the source does.

@@ -58,6 +58,7 @@ def _untrained_outputs(arch, faces, seed=0) -> tuple[float, float]:
     return saturated_fraction(out[..., 1:]), float(out[..., 0].mean())
 
 
+@pytest.mark.slow
 def test_untrained_presets_start_unsaturated(faces_a, faces_b):
     faces = _crops(faces_a, faces_b)
     for name, arch in PRESETS.items():
@@ -126,6 +127,7 @@ def _copy_run(config, run_dir) -> TrainConfig:
     return dataclasses.replace(config, run_dir=str(run_dir))
 
 
+@pytest.mark.slow
 def test_decoder_swap_happens_exactly_once_across_stop_and_resume(
     stopped_at_swap, tmp_path
 ):
@@ -150,6 +152,7 @@ def test_decoder_swap_happens_exactly_once_across_stop_and_resume(
     assert _close(new_a, w_b) and _close(new_b, w_a)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_iterations_or_batch_size(stopped_at_swap, tmp_path):
     config, _, trigger = stopped_at_swap
     config = _copy_run(config, tmp_path / "run")

@@ -50,6 +50,7 @@ def _inner_features_model(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
+@pytest.mark.slow
 def test_face_api_maps_are_at_the_relative_scales_nearest_vggfaces(models):
     vggface_sides = _sides(models[("vggface", False)], 224)
     assert vggface_sides == [7, 28, 55, 112]  # v2.2's layers: 1/32, 1/8, 1/4, 1/2.

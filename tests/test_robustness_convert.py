@@ -186,6 +186,7 @@ def test_existing_output_needs_overwrite(converter, run_dir, clip_a, tmp_path, c
     assert VideoReader(out).frame_count == 3 and _partials(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_unwritable_output_is_one_line_and_leaves_nothing(run_dir, clip_a, tmp_path):
     """Item 4: in a subprocess (a segfault would show as -11): an output that is a
     link to /dev/full is refused; a real write failure midway (file size limit,

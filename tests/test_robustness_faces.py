@@ -119,6 +119,7 @@ def test_masks_refuses_to_write_over_the_face_images(faces_b, tmp_path, capsys):
 # 2. extract refuses to mix two runs unless told to append or overwrite.
 
 
+@pytest.mark.slow
 def test_extract_refuses_an_earlier_extract_appends_or_overwrites(tmp_path, capsys):
     out = tmp_path / "out"
     root = out / "faces"
@@ -329,6 +330,7 @@ def test_extract_skips_unreadable_images_with_a_warning(damaged_folder, tmp_path
     assert len(sources) >= 18 and not sources & set(BAD)  # a face in (nearly) each
 
 
+@pytest.mark.slow
 def test_masks_skip_unreadable_images_with_a_warning(damaged_folder, tmp_path):
     masks = tmp_path / "masks"
     with pytest.warns(UserWarning, match=r"Skipped 2 of 22 face images") as record:

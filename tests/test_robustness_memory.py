@@ -80,6 +80,7 @@ def test_evaluation_batch_is_the_models():
     assert face_eval.BATCH == INFERENCE_BATCH == 8
 
 
+@pytest.mark.slow
 def test_transform_in_batches_equals_one_pass_and_per_face(model, real_faces):
     one = model.transform(real_faces, "A", batch_size=len(real_faces))
     chunked = model.transform(real_faces, "A", batch_size=4)  # 4 + 4 + 3
@@ -132,6 +133,7 @@ print("GROWTH", (status("VmHWM") - before) / 1e9)
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_of_transform_does_not_grow_with_the_faces(tmp_path):
     """A fresh process (its own peak RSS, VmHWM: `ru_maxrss` of a child started by
     this TensorFlow-sized test process would include this process's peak) runs the
@@ -203,6 +205,7 @@ def test_nearest_retrieval_does_not_hold_a_query_by_gallery_by_dim_array():
     assert found == [("A", "B")[i] for i in best.argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_evaluate_runs_every_network_in_bounded_batches(
     model, embedder, faces_a, faces_b, tmp_path, batches, monkeypatch
 ):

@@ -76,6 +76,7 @@ def cli(*args):
 
 # 1 + 3 + 5 + 6: a deleted pointer, a partial and a duplicate metrics line, a killed
 # write's temporary folder; `train --run-dir R --resume` alone continues the run.
+@pytest.mark.slow
 def test_resume_alone_after_a_kill_falls_back_cleans_and_follows_umask(
     base_run, tmp_path, capsys
 ):
@@ -129,6 +130,7 @@ def test_resume_alone_after_a_kill_falls_back_cleans_and_follows_umask(
 
 # 1: a broken newest checkpoint (truncated weights) falls back to the backup and
 # is set aside, never deleted; the resumed run saves that step anew.
+@pytest.mark.slow
 def test_resume_skips_a_truncated_checkpoint_and_keeps_it(base_run, tmp_path, capsys):
     run_dir = copy_run(base_run, tmp_path)
     ckpts = run_dir / "checkpoints"
@@ -172,6 +174,7 @@ def _damage(folder, kind):
 @pytest.mark.parametrize(
     "kind", ["state.json", "config.json", "optimizers.npz", "decoder_A.weights.h5"]
 )
+@pytest.mark.slow
 def test_broken_checkpoint_files_are_named(base_run, tmp_path, kind, capsys):
     run_dir = copy_run(base_run, tmp_path)
     ckpts = run_dir / "checkpoints"
@@ -205,6 +208,7 @@ def test_broken_checkpoint_files_are_named(base_run, tmp_path, kind, capsys):
 
 # 2: one training process per run folder; the lock is released when its holder
 # dies, even by SIGKILL.
+@pytest.mark.slow
 def test_second_train_on_a_locked_run_names_the_holder(base_run, tmp_path, capsys):
     from faceswap_gan.training import run_lock
 
@@ -247,6 +251,7 @@ def test_second_train_on_a_locked_run_names_the_holder(base_run, tmp_path, capsy
 
 # 3: flags on --resume must match the run's saved config; nothing is written when
 # they do not. Fields that do not change the run's course may differ.
+@pytest.mark.slow
 def test_refused_resume_changes_nothing_and_names_each_flag(base_run, tmp_path, capsys):
     run_dir = copy_run(base_run, tmp_path)
     config_json = (run_dir / "config.json").read_bytes()
@@ -298,6 +303,7 @@ def test_refused_resume_changes_nothing_and_names_each_flag(base_run, tmp_path, 
 
 
 # 4: --stop-at and float options are checked.
+@pytest.mark.slow
 def test_stop_at_and_non_finite_floats_are_refused(base_run, tmp_path, capsys):
     run_dir = copy_run(base_run, tmp_path)
     before = listing(run_dir)
@@ -351,6 +357,7 @@ def test_bad_config_files_name_the_file_and_the_field(
 
 # 8: clear messages for missing face folders, too few faces to hold out, and
 # weights that do not fit (no Keras weight listing).
+@pytest.mark.slow
 def test_clear_messages_for_faces_and_mismatched_weights(
     base_run, faces_a, faces_b, tmp_path, capsys
 ):

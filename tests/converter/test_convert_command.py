@@ -68,6 +68,7 @@ def test_every_config_field_has_a_flag(parser):
     assert fields <= set(vars(args))
 
 
+@pytest.mark.slow
 def test_convert_command_end_to_end(parser, run_dir, clip_a, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     args = parser.parse_args(

@@ -37,6 +37,7 @@ def aligned_last_frame(tiny_model, detector, frames):
     return out, detector.detect(frames[-1])[0]
 
 
+@pytest.mark.slow
 def test_aligned_crop_is_the_raw_detections_whatever_the_smoothed_box(
     aligned_last_frame, frames
 ):

@@ -115,6 +115,7 @@ def test_two_faces_in_a_frame_are_each_aligned_on_their_own_landmarks(
             assert mask[int(y), int(x)] > 0.5
 
 
+@pytest.mark.slow
 def test_reference_photo_keeps_only_that_person(two_face_folder, detector, tmp_path):
     folder = tmp_path / "input"
     folder.mkdir()

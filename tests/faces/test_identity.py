@@ -34,6 +34,7 @@ def embeddings(embedder, faces):
     return embedder.embed(faces[0]), embedder.embed(faces[1])
 
 
+@pytest.mark.slow
 def test_same_person_closer_than_threshold_different_people_further(embeddings):
     """All 120 + 120 same-person pairs and all 256 cross pairs of the test crops.
 

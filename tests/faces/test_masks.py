@@ -146,6 +146,7 @@ def test_part_masks_on_a_real_face(faces_a, detector):
     assert centres["nose"][1] < centres["mouth"][1]
 
 
+@pytest.mark.slow
 def test_make_eye_masks_on_real_faces(faces_a, faces_b, detector, tmp_path):
     source = tmp_path / "faces"
     source.mkdir()

@@ -79,6 +79,7 @@ def chips(embedder, faces):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [256, 64])
 def test_same_person_pairs_score_above_different_person_pairs(embedder, chips, size):
     emb_a, emb_b = (embedder.embed_chips(c) for c in chips[size])
@@ -90,6 +91,7 @@ def test_same_person_pairs_score_above_different_person_pairs(embedder, chips, s
     assert different.max() < 0.5  # measured 0.34 (256), 0.37 (64)
 
 
+@pytest.mark.slow
 def test_colour_order_and_range_beat_the_alternatives(embedder, chips):
     """RGB (x - 127.5) / 128 separates the two people best.
 

@@ -66,6 +66,7 @@ def test_moving_average_is_the_originals_ema():
         MovingAverageBoxSmoother(1.2)
 
 
+@pytest.mark.slow
 def test_kalman_lowers_jitter_of_real_mtcnn_boxes(detector, clip_a, first_frames):
     raw = np.array([detector.detect(f)[0].box for f in first_frames(clip_a, 30)])
     for make in (lambda: KalmanBoxSmoother(1e-3), lambda: MovingAverageBoxSmoother()):
@@ -75,6 +76,7 @@ def test_kalman_lowers_jitter_of_real_mtcnn_boxes(detector, clip_a, first_frames
         assert np.abs(smoothed - raw).mean() < 5.0  # Still on the face (pixels).
 
 
+@pytest.mark.slow
 def test_tracks_stay_with_their_faces_on_a_two_face_canvas(
     detector, clip_a, clip_b, first_frames
 ):
@@ -108,6 +110,7 @@ def test_missed_faces_keep_a_predicted_box_then_are_dropped():
     assert new.track_id == 1 and new.detected
 
 
+@pytest.mark.slow
 def test_detected_landmarks_are_the_raw_points_not_moved_with_the_box(
     detector, clip_a, first_frames
 ):
