@@ -89,7 +89,8 @@ def video_stability(
         check_output(output_path, [reader.path], overwrite=True)
         audio = reader.path if reader.has_audio else None
         writer = VideoWriter(output_path, reader.fps, reader.size, audio)
-    raw, smooth, crops_in, crops_out = [], [], [], []
+    raw, smooth = [], []
+    changes_in, changes_out = _PairChanges(), _PairChanges()  # memory: one crop each
     total = (
         reader.frame_count
         if max_frames is None
@@ -104,18 +105,18 @@ def video_stability(
             found = _track_zero(converter, tracked)
             if found is None:
                 raw.append(None), smooth.append(None)
-                crops_in.append(None), crops_out.append(None)
+                changes_in.add(None), changes_out.add(None)
                 continue
             raw.append(found[0]), smooth.append(found[1])
-            crops_in.append(align(frame, found[2], CROP_SIZE)[0])
-            crops_out.append(align(output, found[2], CROP_SIZE)[0])
+            changes_in.add(align(frame, found[2], CROP_SIZE)[0])
+            changes_out.add(align(output, found[2], CROP_SIZE)[0])
     except BaseException:
         if writer is not None:
             writer.abort()  # No half-written clip; a previous one stays.
         raise
     if writer is not None:
         writer.close()
-    return _stability_figures(raw, smooth, crops_in, crops_out)
+    return _stability_figures(raw, smooth, changes_in.mean(), changes_out.mean())
 
 
 def _as_track(boxes) -> np.ndarray:
@@ -123,17 +124,23 @@ def _as_track(boxes) -> np.ndarray:
     return np.array([np.full(4, np.nan) if b is None else b for b in boxes], float)
 
 
-def _pair_change(crops) -> float:
-    """Mean `frame_change` over consecutive pairs where both crops exist."""
-    pairs = [
-        geometry.frame_change(np.stack([a, b]))
-        for a, b in zip(crops[:-1], crops[1:], strict=True)
-        if a is not None and b is not None
-    ]
-    return float(np.mean(pairs)) if pairs else float("nan")
+class _PairChanges:
+    """`frame_change` of consecutive crops as they stream (None: no face in that
+    frame, which breaks the pair); keeps only the previous crop."""
+
+    def __init__(self):
+        self.previous, self.changes = None, []
+
+    def add(self, crop) -> None:
+        if crop is not None and self.previous is not None:
+            self.changes.append(geometry.frame_change(np.stack([self.previous, crop])))
+        self.previous = crop
+
+    def mean(self) -> float:
+        return float(np.mean(self.changes)) if self.changes else float("nan")
 
 
-def _stability_figures(raw, smooth, crops_in, crops_out) -> dict:
+def _stability_figures(raw, smooth, change_in: float, change_out: float) -> dict:
     raw_track, smooth_track = _as_track(raw), _as_track(smooth)
     detected = np.isfinite(raw_track[:, 0])
     if not detected.any():
@@ -142,7 +149,6 @@ def _stability_figures(raw, smooth, crops_in, crops_out) -> dict:
     smooth_on_detected = np.where(detected[:, None], smooth_track, np.nan)
     jitter_raw = geometry.jitter(raw_track)
     jitter_smooth = geometry.jitter(smooth_on_detected)
-    change_in, change_out = _pair_change(crops_in), _pair_change(crops_out)
     sides = raw_track[detected, 2:] - raw_track[detected, :2]
     return {
         "frames": len(raw),
