@@ -90,6 +90,18 @@ def first_frames():
     return _first_frames
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model, tmp_path_factory):
+    """A run folder holding a checkpoint of `tiny_model` (a --model for the CLI)."""
+    from faceswap_gan.checkpoints import save_checkpoint
+
+    run = tmp_path_factory.mktemp("run")
+    if getattr(tiny_model, "d_optimizer", None) is None:
+        tiny_model.compile()
+    save_checkpoint(tiny_model, run / "checkpoints", {"step": 1})
+    return run
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--run-slow",

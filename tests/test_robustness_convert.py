@@ -25,18 +25,6 @@ from faceswap_gan.video import VideoReader, read_metadata
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny_model, tmp_path_factory):
-    """A run folder with a checkpoint of `tiny_model` (a --model for the CLI)."""
-    from faceswap_gan.checkpoints import save_checkpoint
-
-    run = tmp_path_factory.mktemp("run")
-    if getattr(tiny_model, "d_optimizer", None) is None:
-        tiny_model.compile()
-    save_checkpoint(tiny_model, run / "checkpoints", {"step": 1})
-    return run
-
-
 @pytest.fixture
 def converter(tiny_model, detector):
     config = ConverterConfig(output_type="single", color_correction="none")
@@ -61,11 +49,11 @@ def _damaged(clip: Path, path: Path, start: int = 20000) -> Path:
     return path
 
 
-def _cli(run_dir, source, output, *extra) -> list[str]:
+def _cli(tiny_run, source, output, *extra) -> list[str]:
     return [
         "convert",
         "--model",
-        str(run_dir),
+        str(tiny_run),
         "--input",
         str(source),
         "--output",
@@ -166,7 +154,7 @@ def test_output_linked_to_the_input_is_refused(converter, clip_a, tmp_path, link
     assert VideoReader(source).frame_count == 180
 
 
-def test_existing_output_needs_overwrite(converter, run_dir, clip_a, tmp_path, capsys):
+def test_existing_output_needs_overwrite(converter, tiny_run, clip_a, tmp_path, capsys):
     """Item 3: an existing video is not replaced without overwrite / --overwrite."""
     out = tmp_path / "out.mp4"
     converter.convert(clip_a, out, max_frames=2, progress=False)
@@ -181,18 +169,18 @@ def test_existing_output_needs_overwrite(converter, run_dir, clip_a, tmp_path, c
         f"convert: error: {out} exists; pass --overwrite to replace it."
     ]
     assert out.read_bytes() == before
-    args = _cli(run_dir, clip_a, out, "--max-frames", "3", "--overwrite")
+    args = _cli(tiny_run, clip_a, out, "--max-frames", "3", "--overwrite")
     assert main(args) == 0
     assert VideoReader(out).frame_count == 3 and _partials(tmp_path) == []
 
 
 @pytest.mark.slow
-def test_unwritable_output_is_one_line_and_leaves_nothing(run_dir, clip_a, tmp_path):
+def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_run, clip_a, tmp_path):
     """Item 4: in a subprocess (a segfault would show as -11): an output that is a
     link to /dev/full is refused; a real write failure midway (file size limit,
     EFBIG) exits 1 with one line, keeps the previous video, leaves no temp file."""
     out = tmp_path / "out.mp4"
-    assert main(_cli(run_dir, clip_a, out, "--max-frames", "2")) == 0
+    assert main(_cli(tiny_run, clip_a, out, "--max-frames", "2")) == 0
     before = out.read_bytes()
     full = tmp_path / "full.mp4"
     full.symlink_to("/dev/full")
@@ -200,9 +188,9 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(run_dir, clip_a, tmp_p
     script = (
         "import sys\n"
         "from faceswap_gan.cli import main\n"
-        f"print(main({_cli(run_dir, clip_a, full)!r}))\n"
+        f"print(main({_cli(tiny_run, clip_a, full)!r}))\n"
         "sys.stdout.flush()\n"
-        f"print(main({_cli(run_dir, clip_a, out, '--max-frames', '60', '--overwrite')!r}))\n"  # noqa: E501
+        f"print(main({_cli(tiny_run, clip_a, out, '--max-frames', '60', '--overwrite')!r}))\n"  # noqa: E501
     )
 
     def limit_file_size():
@@ -230,11 +218,11 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(run_dir, clip_a, tmp_p
     assert _partials(tmp_path) == [] and not list(Path("/dev").glob("*.partial-*"))
 
 
-def test_unwritable_output_folder_is_one_line(run_dir, clip_a, tmp_path, capsys):
+def test_unwritable_output_folder_is_one_line(tiny_run, clip_a, tmp_path, capsys):
     """Item 4: an output folder that cannot be created (a file stands there)."""
     (tmp_path / "taken").write_text("a file, not a folder")
     out = tmp_path / "taken" / "out.mp4"
-    assert main(_cli(run_dir, clip_a, out, "--max-frames", "2")) == 1
+    assert main(_cli(tiny_run, clip_a, out, "--max-frames", "2")) == 1
     (line,) = _error_lines(capsys.readouterr().err)
     assert line.startswith("convert: error: ") and "taken" in line
     assert _partials(tmp_path) == []
@@ -258,12 +246,12 @@ def test_truncated_input_converts_what_it_has_with_a_warning(
     assert sum(1 for _ in VideoReader(out)) == report.frames
 
 
-def test_damaged_input_exits_0_with_a_warning_line(run_dir, clip_a, tmp_path, capsys):
+def test_damaged_input_exits_0_with_a_warning_line(tiny_run, clip_a, tmp_path, capsys):
     """Item 5: a decode error midway ends the input: exit code 0 (the output is a
     valid, shorter video) and one `convert: warning:` line with the reason."""
     source = _damaged(clip_a, tmp_path / "damaged.mp4")
     out = tmp_path / "out.mp4"
-    assert main(_cli(run_dir, source, out)) == 0
+    assert main(_cli(tiny_run, source, out)) == 0
     captured = capsys.readouterr()
     (line,) = _error_lines(captured.err)
     frames = sum(1 for _ in VideoReader(out))
@@ -301,23 +289,23 @@ def test_allowed_suffixes_write_tagged_h264(converter, clip_b, tmp_path, suffix)
 
 
 def test_dry_run_and_failed_runs_create_no_file(
-    run_dir, clip_a, clip_b, tmp_path, capsys
+    tiny_run, clip_a, clip_b, tmp_path, capsys
 ):
     """Item 7: --dry-run checks the output like a real run and writes nothing; an
     input with no decodable frame fails without leaving an (unreadable) output."""
     out = tmp_path / "new" / "out.mp4"
-    assert main(_cli(run_dir, clip_a, out, "--dry-run")) == 0
+    assert main(_cli(tiny_run, clip_a, out, "--dry-run")) == 0
     assert not (tmp_path / "new").exists()
     existing = tmp_path / "existing.mp4"
     existing.write_bytes(clip_a.read_bytes())
     capsys.readouterr()
-    assert main(_cli(run_dir, clip_b, existing, "--dry-run")) == 1
+    assert main(_cli(tiny_run, clip_b, existing, "--dry-run")) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert existing.read_bytes() == clip_a.read_bytes()
     # The header is there, no frame decodes: an error, and no output at all.
     source = _truncated(clip_a, tmp_path / "header.mp4", size=8000)
     out = tmp_path / "out.mp4"
-    assert main(_cli(run_dir, source, out)) == 1
+    assert main(_cli(tiny_run, source, out)) == 1
     (line,) = _error_lines(capsys.readouterr().err)
     assert "No frame of" in line and "nothing was written" in line
     assert not out.exists() and _partials(tmp_path) == []

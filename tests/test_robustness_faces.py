@@ -254,16 +254,8 @@ def test_faces_csv_is_never_half_written(tmp_path, detector):
     before = csv_path.read_bytes()
     # While a run is going, faces.csv is the previous one (what a kill leaves).
     spy = _StopAfter(detector, csv_path, frames=99)
-    report = extract_faces(
-        CLIP_B,
-        out,
-        every=90,
-        detector=spy,
-        size=64,
-        crude_masks=True,
-        progress=False,
-        append=True,
-    )
+    append = dict(every=90, size=64, crude_masks=True, progress=False, append=True)
+    report = extract_faces(CLIP_B, out, detector=spy, **append)
     assert len(spy.seen) == 2 and set(spy.seen) == {before}
     assert len(_rows(csv_path)) == old.faces + report.faces
     # Interrupted after one frame: faces.csv is complete and lists exactly the faces
@@ -271,16 +263,7 @@ def test_faces_csv_is_never_half_written(tmp_path, detector):
     spy = _StopAfter(detector, csv_path, frames=1)
     appended = csv_path.read_bytes()
     with pytest.raises(KeyboardInterrupt):
-        extract_faces(
-            CLIP_A,
-            out,
-            every=90,
-            detector=spy,
-            size=64,
-            crude_masks=True,
-            progress=False,
-            append=True,
-        )
+        extract_faces(CLIP_A, out, detector=spy, **append)
     assert set(spy.seen) == {appended}
     files = [r["file"] for r in _rows(csv_path)]
     assert len(files) == old.faces + report.faces + 1

@@ -17,17 +17,6 @@ def parser():
     return root
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny_model, tmp_path_factory):
-    from faceswap_gan.checkpoints import save_checkpoint
-
-    run = tmp_path_factory.mktemp("run")
-    if getattr(tiny_model, "d_optimizer", None) is None:
-        tiny_model.compile()
-    save_checkpoint(tiny_model, run / "checkpoints", {"step": 1})
-    return run
-
-
 def test_flags_override_the_config_file(parser, tmp_path):
     path = tmp_path / "conv.json"
     ConverterConfig(
@@ -69,13 +58,13 @@ def test_every_config_field_has_a_flag(parser):
 
 
 @pytest.mark.slow
-def test_convert_command_end_to_end(parser, run_dir, clip_a, tmp_path, capsys):
+def test_convert_command_end_to_end(parser, tiny_run, clip_a, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     args = parser.parse_args(
         [
             "convert",
             "--model",
-            str(run_dir),
+            str(tiny_run),
             "--input",
             str(clip_a),
             "--output",
@@ -96,10 +85,12 @@ def test_convert_command_end_to_end(parser, run_dir, clip_a, tmp_path, capsys):
     assert "4 frames" in capsys.readouterr().out
 
 
-def test_bad_input_returns_1_with_the_reason(parser, run_dir, clip_a, tmp_path, capsys):
+def test_bad_input_returns_1_with_the_reason(
+    parser, tiny_run, clip_a, tmp_path, capsys
+):
     from faceswap_gan.cli import main
 
-    args = ["convert", "--model", str(run_dir), "--input", str(clip_a)]
+    args = ["convert", "--model", str(tiny_run), "--input", str(clip_a)]
     bad = [*args, "--output", str(tmp_path / "o.mp4"), "--roi-coverage", "1.5"]
     assert main(bad) == 1
     assert "roi_coverage must be in (0, 1)" in capsys.readouterr().err
