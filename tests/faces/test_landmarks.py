@@ -174,7 +174,13 @@ def test_bad_inputs_raise_value_error(detector):
 def test_unknown_backend_lists_the_allowed_ones():
     with pytest.raises(ValueError, match="face_api.*face_alignment"):
         LandmarkDetector("dlib")
-    assert LANDMARK_BACKENDS == ("face_api", "face_alignment")
+    # Every command's --landmarks offers exactly the detector's backends.
+    from faceswap_gan.cli import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("extract", "masks", "convert"):
+        flag = next(a for a in subcommands[name]._actions if a.dest == "landmarks")
+        assert tuple(flag.choices) == LANDMARK_BACKENDS, name
 
 
 def test_face_alignment_missing_is_a_user_error_with_install_hint(monkeypatch):
