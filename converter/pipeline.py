@@ -29,7 +29,6 @@ all faces of a frame share one crop side (the largest smoothed box side, clipped
 from __future__ import annotations
 
 import dataclasses
-import glob
 import time
 import warnings
 from collections import defaultdict
@@ -149,20 +148,6 @@ class ConversionReport:
         ]
         lines += [f"warning: {text}" for text in self.warnings]
         return "\n".join(lines)
-
-
-def _remove_stale_temps(output_path: str | Path) -> list[Path]:
-    """Deletes the hidden temporary files a killed conversion (kill -9, power loss)
-    left for this output (`.NAME.partial-XXXX.SUFFIX`, `files.temp_path`); other
-    files in the folder are not touched. Returns them."""
-    output = Path(output_path)
-    if not output.parent.is_dir():
-        return []
-    pattern = glob.escape(f".{output.stem}{files.TEMP_MARK}") + "*"
-    stale = [p for p in output.parent.glob(pattern + glob.escape(output.suffix))]
-    for path in stale:
-        files.remove(path)
-    return stale
 
 
 def _smoother_factory(config: ConverterConfig):
@@ -368,7 +353,8 @@ class VideoConverter:
         width = blending.output_width(self.config.output_type, reader.size[0])
         audio = reader.path if reader.has_audio else None
         size = (width, reader.size[1])
-        _remove_stale_temps(output_path)
+        # Temporaries a killed conversion (kill -9) left for this output only.
+        files.remove_partials(Path(output_path).parent, output=output_path)
         with VideoWriter(output_path, reader.fps, size, audio) as writer:
             self._stream(reader, writer, report, max_frames, progress)
             if report.frames == 0:  # Raised inside: the writer discards its file.

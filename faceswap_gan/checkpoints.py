@@ -96,8 +96,7 @@ def save_checkpoint(
     if (final / "state.json").is_file():  # this step is saved already (same weights)
         files.write_text(checkpoints_dir / POINTER, name + "\n")
         return final
-    tmp = files.temp_path(final)
-    try:
+    with files.atomic_output(final) as tmp:  # renamed when complete, else removed
         tmp.mkdir()  # mkdir, not mkdtemp: the umask's permissions
         for net in NETWORKS:
             getattr(model, net).save_weights(tmp / f"{net}.weights.h5")
@@ -112,10 +111,6 @@ def save_checkpoint(
         )
         if final.exists():  # an incomplete folder of this name (no state.json)
             files.remove(final)
-        tmp.rename(final)
-    except BaseException:
-        files.remove(tmp)
-        raise
     files.write_text(checkpoints_dir / POINTER, name + "\n")
     for old in checkpoints_dir.glob("step_*"):
         old_step = step_of(old)
@@ -270,10 +265,10 @@ def find_checkpoint(path: str | Path) -> Path:
         FileNotFoundError: no checkpoint there (says what was looked for).
         FaceswapError: checkpoints there, none loadable (naming each broken file).
     """
-    return _first_loadable(path)[0]
+    return first_loadable(path)[0]
 
 
-def _first_loadable(
+def first_loadable(
     path, skip: tuple = (), earlier: tuple = (), warn: bool = True
 ) -> tuple[Path, dict, dict, list]:
     """The first of `candidates(path)` (not in `skip`) that `inspect_checkpoint`
@@ -473,7 +468,7 @@ def load_model(path: str | Path, perceptual_model=None) -> FaceSwapGAN:
     skipped: list = []
     errors: list = []
     while True:
-        checkpoint, _, config, broken = _first_loadable(path, tuple(skipped), errors)
+        checkpoint, _, config, broken = first_loadable(path, tuple(skipped), errors)
         errors += broken
         try:
             model = FaceSwapGAN(

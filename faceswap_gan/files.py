@@ -85,15 +85,26 @@ def write_text(path: str | Path, text: str) -> None:
             os.fsync(handle.fileno())
 
 
-def remove_partials(folder: str | Path) -> list[Path]:
+def is_partial(path: str | Path, output: str | Path | None = None) -> bool:
+    """True for a temporary file or folder of `atomic_output` (`temp_path`'s names),
+    e.g. one a killed write left; with `output`, only one made for that path."""
+    name = Path(path).name
+    if output is None:
+        return name.startswith(".") and TEMP_MARK in name
+    output = Path(output)
+    return name.startswith(f".{output.stem}{TEMP_MARK}") and name.endswith(
+        output.suffix
+    )
+
+
+def remove_partials(folder: str | Path, output: str | Path | None = None) -> list[Path]:
     """Deletes temporary files/folders left in `folder` by killed writes; returns
-    them. Only names made by `temp_path` (containing TEMP_MARK) are touched."""
+    them. Only names made by `temp_path` are touched; with `output`, only those made
+    for that path (other writers' temporaries in the folder stay)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [
-        p for p in folder.iterdir() if p.name.startswith(".") and TEMP_MARK in p.name
-    ]
+    stale = [p for p in folder.iterdir() if is_partial(p, output)]
     for path in stale:
         remove(path)
     return stale

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.files import TEMP_MARK, atomic_output
+from faceswap_gan.files import atomic_output, is_partial
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Skip up to this share of unreadable files of a folder (with a warning); more fails.
@@ -143,13 +143,8 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _is_temporary(p)
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not is_partial(p)
     )
-
-
-def _is_temporary(path: Path) -> bool:
-    """A temporary file of `files.atomic_output` (left by a killed write)."""
-    return path.name.startswith(".") and TEMP_MARK in path.name
 
 
 def is_truncated_jpeg(path: str | Path) -> bool:

@@ -385,7 +385,7 @@ def check_stop_at(stop_at: int | None) -> None:
 def _resume_point(config: TrainConfig, ckpt_dir: Path, skip=(), earlier=()):
     """-> (checkpoint folder, state, [BrokenCheckpoint passed over]) to resume from,
     after every check that can refuse the resume (nothing is written here)."""
-    folder, state, saved, broken = checkpoints._first_loadable(
+    folder, state, saved, broken = checkpoints.first_loadable(
         ckpt_dir, skip, earlier, warn=False
     )
     check_resumable(config, saved, folder)
@@ -567,8 +567,8 @@ def _repair_metrics(path: Path, step: int) -> None:
     kept). At step 0 nothing is kept (a run killed before its first checkpoint)."""
     if not path.is_file():
         return
-    rows, bad = {}, []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    rows, bad, old = {}, [], path.read_text()
+    for number, line in enumerate(old.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -586,7 +586,7 @@ def _repair_metrics(path: Path, step: int) -> None:
             file=sys.stderr,
         )
     text = "".join(rows[key] + "\n" for key in sorted(rows))
-    if text != path.read_text():
+    if text != old:
         files.write_text(path, text)
 
 

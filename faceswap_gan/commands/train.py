@@ -204,7 +204,7 @@ def _saved_config(run_dir: Path) -> tuple[dict, Path] | None:
             print(f"Warning: {error} Using the checkpoint's config.", file=sys.stderr)
     if not checkpoints.candidates(run_dir / "checkpoints"):
         return None
-    folder, _, data, _ = checkpoints._first_loadable(run_dir / "checkpoints")
+    folder, _, data, _ = checkpoints.first_loadable(run_dir / "checkpoints")
     return {**data, "run_dir": str(run_dir)}, folder / "config.json"
 
 
