@@ -7,6 +7,8 @@ Subcommands (each has --help):
     convert   swap faces in a video with a trained model (audio kept, labelled)
     demo      all of the above on the bundled sample clips
     evaluate  quality report of a trained model
+    sort      score a folder of faces and move outliers to rejected/<reason>/
+    export    export a trained face transform to ONNX (or DeepFaceLive's .dfm)
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import sys
 import tempfile
 import warnings
 
-COMMANDS = ("extract", "masks", "train", "convert", "demo", "evaluate")
+COMMANDS = (
+    "extract",
+    "masks",
+    "train",
+    "convert",
+    "demo",
+    "evaluate",
+    "sort",
+    "export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
