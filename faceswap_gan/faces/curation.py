@@ -171,8 +171,9 @@ class CurationThresholds:
             if not (np.isfinite(value) and above and below):
                 opening, closing = "[" if low_in else "(", "]" if high_in else ")"
                 interval = f"{opening}{low:g}, {high:g}{closing}"
+                flag = "--" + name.replace("_", "-")
                 raise FaceswapError(
-                    f"{name} must be in {interval} ({unit}); got {value!r}."
+                    f"{name} ({flag}) must be in {interval} ({unit}); got {value!r}."
                 )
             object.__setattr__(self, name, value)
 
