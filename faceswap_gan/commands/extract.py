@@ -5,6 +5,8 @@ Examples:
     python -m faceswap_gan extract --input photos/ --output data/person_b --size 128
     python -m faceswap_gan extract --input party.mp4 --output data/a --reference a.jpg
     python -m faceswap_gan extract --input clip2.mp4 --output data/a --append
+    python -m faceswap_gan extract --input clip.mp4 --output data/a_dfm \\
+        --alignment dfl_whole_face
 """
 
 from __future__ import annotations
@@ -115,6 +117,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=("face_api", "face_alignment"),
         help="68-point landmark backend for the eye masks (default face_api, offline)",
     )
+    parser.add_argument(
+        "--alignment",
+        default="default",
+        choices=("default", "dfl_whole_face"),
+        help="crop template: default (this project's; what convert uses) | "
+        "dfl_whole_face (FaceFusion's crop for .dfm models: train on these to "
+        "export --format dfm for FaceFusion's deep_swapper)",
+    )
     return parser
 
 
@@ -144,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         crude_masks=args.crude_masks,
         landmark_backend=args.landmarks,
+        alignment=args.alignment,
         append=args.append,
         overwrite=args.overwrite,
     )

@@ -5,7 +5,9 @@ mapped onto fixed average positions with a least-squares similarity transform
 (Umeyama, 1991), then the frame is warped with `cv2.warpAffine(..., BORDER_REPLICATE)`.
 Here the warp goes straight from the frame to a `size x size` crop, and every face is
 aligned with its own landmarks (the original's `preprocess.py` aligned all faces of a
-frame with face 0's points, REFERENCE 1.10 item 5).
+frame with face 0's points, REFERENCE 1.10 item 5). A second template,
+"dfl_whole_face", frames faces as FaceFusion does for DeepFaceLab/DeepFaceLive .dfm
+models (`extract --alignment dfl_whole_face`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import cv2
 import numpy as np
 from skimage.transform import EuclideanTransform, SimilarityTransform
 
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.images import check_frame
 
 # The original's average landmark positions as (row, col) fractions of the crop side,
@@ -30,6 +33,40 @@ TARGET_LANDMARKS_5_ROWS_COLS = np.array(
 )
 # The same points as (x, y) fractions: multiply by the crop side to get pixels.
 TARGET_LANDMARKS_5 = TARGET_LANDMARKS_5_ROWS_COLS[:, ::-1].copy()
+# FaceFusion's "dfl_whole_face" warp template, (x, y) fractions of the crop side, same
+# point order (facefusion/face_helper.py `WARP_TEMPLATE_SET`, L36-43 at 33cc6b4): the
+# crop FaceFusion's deep_swapper feeds DeepFaceLab/DeepFaceLive .dfm models
+# (deep_swapper/core.py L225-244, L336). It frames the whole face with the forehead:
+# eyes 0.27 of the side apart (0.40 in the default), mouth at 0.69 (0.78).
+DFL_WHOLE_FACE_LANDMARKS_5 = np.array(
+    [
+        (0.35342266, 0.39285716),
+        (0.62797622, 0.39285716),
+        (0.48660713, 0.54017860),
+        (0.38839287, 0.68750011),
+        (0.59821427, 0.68750011),
+    ],
+    np.float64,
+)
+# Alignment templates by name: "default" (this project's, faceswap-GAN v2.2) and
+# "dfl_whole_face" (FaceFusion's crop for .dfm models).
+TEMPLATES = {
+    "default": TARGET_LANDMARKS_5,
+    "dfl_whole_face": DFL_WHOLE_FACE_LANDMARKS_5,
+}
+
+
+def check_template(template: str) -> np.ndarray:
+    """The `(5, 2)` (x, y) fractions of template `template`.
+
+    Raises:
+        FaceswapError: unknown name (the message lists `TEMPLATES`).
+    """
+    if template not in TEMPLATES:
+        raise FaceswapError(
+            f"alignment must be one of {tuple(TEMPLATES)}; got {template!r}."
+        )
+    return TEMPLATES[template]
 
 
 def umeyama(
@@ -70,17 +107,26 @@ def umeyama(
     return np.asarray(fitted.params, np.float64)
 
 
-def target_landmarks(size: int) -> np.ndarray:
-    """The original's target points in pixels of a `size` crop, `(5, 2)` (x, y)."""
-    return TARGET_LANDMARKS_5 * size
+def target_landmarks(size: int, template: str = "default") -> np.ndarray:
+    """A template's target points in pixels of a `size` crop, `(5, 2)` (x, y)
+    (default: the original's). Raises FaceswapError for an unknown template."""
+    return check_template(template) * size
 
 
-def alignment_matrix(landmarks5: np.ndarray, size: int) -> np.ndarray:
-    """`(2, 3)` float64 matrix mapping frame pixels onto the aligned `size` crop."""
+def alignment_matrix(
+    landmarks5: np.ndarray, size: int, template: str = "default"
+) -> np.ndarray:
+    """`(2, 3)` float64 matrix mapping frame pixels onto the aligned `size` crop:
+    the least-squares similarity taking the five landmarks onto `template`'s points.
+    FaceFusion fits the same similarity with `cv2.estimateAffinePartial2D(...,
+    RANSAC, ransacReprojThreshold=100)` (face_helper.py L71-74), which keeps all five
+    points of a face and refines on them, so the two matrices agree."""
     landmarks5 = np.asarray(landmarks5, np.float64)
     if landmarks5.shape != (5, 2):
         raise ValueError(f"landmarks5 must have shape (5, 2); got {landmarks5.shape}.")
-    return umeyama(landmarks5, target_landmarks(size), estimate_scale=True)[:2]
+    return umeyama(landmarks5, target_landmarks(size, template), estimate_scale=True)[
+        :2
+    ]
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -100,7 +146,7 @@ def warp_to_crop(
 
 
 def align(
-    frame: np.ndarray, landmarks5: np.ndarray, size: int = 256
+    frame: np.ndarray, landmarks5: np.ndarray, size: int = 256, template="default"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned face crop from a frame and that face's five landmarks.
 
@@ -108,20 +154,24 @@ def align(
         frame: np.ndarray `(H, W, 3)` uint8 RGB.
         landmarks5: np.ndarray `(5, 2)` (x, y) frame pixels, `Face.landmarks5` order.
         size: int. Side of the square output crop in pixels.
+        template: str. A `TEMPLATES` name: "default" (this project's crops, what
+            the converter uses) or "dfl_whole_face" (FaceFusion's crop for .dfm
+            models).
 
     Returns:
         crop: np.ndarray `(size, size, 3)` uint8 RGB; the landmarks land on
-            `TARGET_LANDMARKS_5 * size` (least-squares). Outside the frame, border
-            pixels are replicated (as the original).
+            `TEMPLATES[template] * size` (least-squares). Outside the frame, border
+            pixels are replicated (as the original and FaceFusion).
         matrix: np.ndarray `(2, 3)` float64, frame pixels -> crop pixels.
 
     Raises:
         ValueError: bad frame, landmark shape or size.
+        FaceswapError: unknown template.
     """
     check_frame(frame)
     if int(size) < 8:
         raise ValueError(f"size must be an int >= 8 pixels; got {size}.")
-    matrix = alignment_matrix(landmarks5, int(size))
+    matrix = alignment_matrix(landmarks5, int(size), template)
     return warp_to_crop(frame, matrix, int(size)), matrix
 
 

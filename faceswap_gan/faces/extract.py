@@ -4,7 +4,8 @@ The MTCNN notebook / `preprocess.py` of faceswap-GAN v2.2 as one function, writi
 original's layout under `output_dir/faces/`:
 
     raw_faces/frame{N}face{i}.jpg          the square detection box, unaligned
-    aligned_faces/frame{N}face{i}.jpg      aligned on the five landmarks (alignment.py)
+    aligned_faces/frame{N}face{i}.jpg      aligned on the five landmarks (alignment.py;
+                                           `alignment` names the template)
     binary_masks_eyes/frame{N}face{i}.jpg  eye mask of the aligned face
     faces.csv                              one row per face: box, score, 5 landmarks
 
@@ -46,7 +47,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.faces.alignment import align, transform_points, warp_to_crop
+from faceswap_gan.faces.alignment import (
+    align,
+    check_template,
+    transform_points,
+    warp_to_crop,
+)
 from faceswap_gan.faces.detection import Face, FaceDetector
 from faceswap_gan.faces.masks import crude_eye_mask, eye_mask
 from faceswap_gan.files import atomic_output, remove_partials
@@ -263,6 +269,7 @@ def extract_faces(
     landmark_backend: str = "face_api",
     threshold: float = 0.6,
     progress: bool = True,
+    alignment: str = "default",
     append: bool = False,
     overwrite: bool = False,
 ) -> ExtractReport:
@@ -284,6 +291,10 @@ def extract_faces(
         landmark_backend: str. `LandmarkDetector` backend for the 68-point masks.
         threshold: float. Same-person L2 embedding distance for `reference` (0.6).
         progress: bool. Show a tqdm bar.
+        alignment: str. Crop template (`faceswap_gan.faces.alignment.TEMPLATES`):
+            "default" (this project's; the converter aligns this way) or
+            "dfl_whole_face" (FaceFusion's crop for .dfm models). The reference
+            filter always compares default-aligned crops (what the embedder expects).
         append: bool. Keep the faces of an earlier extract in `output_dir` and add the
             new ones (named `{input stem}_frame{N}face{i}.jpg`); faces.csv keeps the
             old rows and adds the new ones.
@@ -299,7 +310,7 @@ def extract_faces(
         FaceswapError: unreadable video, empty image folder, more than 10 % of an
             image folder unreadable, `every < 1`, `size < 8`, no face in the reference
             photo, an earlier extract in `output_dir` without `append` or `overwrite`,
-            or both of them.
+            or both of them, an unknown `alignment`.
         OSError: the output cannot be written (read-only, full disk).
     """
     source = Path(input)
@@ -309,6 +320,7 @@ def extract_faces(
         )
     if int(every) < 1 or int(size) < 8:
         raise FaceswapError(f"every must be >= 1 and size >= 8; got {every}, {size}.")
+    check_template(alignment)
     root = Path(output_dir) / "faces"
     earlier = _earlier_outputs(root)
     _check_output_state(root, earlier, append, overwrite)
@@ -334,7 +346,7 @@ def extract_faces(
         (root / sub).mkdir(parents=True, exist_ok=True)
         remove_partials(root / sub)  # Temporary files of a killed earlier run.
     remove_partials(root)
-    step = _FrameStep(detector, landmark_detector, size, root)
+    step = _FrameStep(detector, landmark_detector, size, root, alignment=alignment)
     if append:
         step.prefix = f"{source.stem}_"
         step.taken = _taken_stems(root, old_rows)
@@ -405,14 +417,18 @@ class _FrameStep:
     embedder: object | None = None  # FaceEmbedder when a reference photo is given
     reference: np.ndarray | None = None  # (128,) embedding of the reference face
     threshold: float = 0.6
+    alignment: str = "default"  # alignment.TEMPLATES name of the written crops
 
     def __call__(self, frame, index, source) -> tuple[int, int, list[str]]:
         """Returns (faces kept, faces rejected as another person, names written)."""
         faces = self.detector.detect(frame)
-        aligned = [align(frame, f.landmarks5, self.size) for f in faces]
+        aligned = [align(frame, f.landmarks5, self.size, self.alignment) for f in faces]
         distances = [None] * len(faces)
         if self.embedder is not None and faces:
-            embeddings = self.embedder.embed(np.stack([crop for crop, _ in aligned]))
+            crops = [crop for crop, _ in aligned]
+            if self.alignment != "default":  # the embedder's crops
+                crops = [align(frame, f.landmarks5, self.size)[0] for f in faces]
+            embeddings = self.embedder.embed(np.stack(crops))
             distances = list(np.linalg.norm(embeddings - self.reference, axis=1))
         keep = [i for i, d in enumerate(distances) if d is None or d < self.threshold]
         if not keep:

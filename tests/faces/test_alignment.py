@@ -117,3 +117,74 @@ def test_align_rejects_bad_input(frame_and_face):
         align(frame.astype(np.float32), face.landmarks5, 64)
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         align(frame, face.landmarks5[:3], 64)
+
+
+# FaceFusion's warp (facefusion/face_helper.py at 33cc6b4), reimplemented from its
+# source as the reference: WARP_TEMPLATE_SET["dfl_whole_face"] (L36-43), scaled by the
+# crop size and fitted with cv2.estimateAffinePartial2D(RANSAC, threshold 100) (L71-74),
+# then cv2.warpAffine(BORDER_REPLICATE, INTER_AREA) (L77-80).
+FACEFUSION_DFL_WHOLE_FACE = np.array(
+    [
+        [0.35342266, 0.39285716],
+        [0.62797622, 0.39285716],
+        [0.48660713, 0.54017860],
+        [0.38839287, 0.68750011],
+        [0.59821427, 0.68750011],
+    ]
+)
+
+
+def _facefusion_warp(frame, landmarks5, size):
+    matrix = cv2.estimateAffinePartial2D(
+        landmarks5,
+        FACEFUSION_DFL_WHOLE_FACE * size,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=100,
+    )[0]
+    crop = cv2.warpAffine(
+        frame,
+        matrix,
+        (size, size),
+        borderMode=cv2.BORDER_REPLICATE,
+        flags=cv2.INTER_AREA,
+    )
+    return crop, matrix
+
+
+def test_dfl_whole_face_crop_is_facefusions_crop_on_real_faces(detector):
+    """On the first frame of both bundled clips, `align(..., "dfl_whole_face")` gives
+    FaceFusion's deep_swapper crop: the matrices map crop corners to within 0.05 px
+    of each other and the crops differ by under 0.5 grey level on average."""
+    from faceswap_gan.faces.alignment import alignment_matrix
+
+    for clip in ("person_a.mp4", "person_b.mp4"):
+        _, frame = next(iter_video_frames(SAMPLES / clip, every=1))
+        landmarks = detector.detect(frame)[0].landmarks5
+        for size in (64, 224):
+            crop, matrix = align(frame, landmarks, size, "dfl_whole_face")
+            theirs, their_matrix = _facefusion_warp(frame, landmarks, size)
+            corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], float)
+            back = transform_points(corners, cv2.invertAffineTransform(matrix))
+            their_back = transform_points(
+                corners, cv2.invertAffineTransform(their_matrix)
+            )
+            diff = np.abs(crop.astype(int) - theirs.astype(int))
+            print(
+                f"{clip} {size}px: corners {np.abs(back - their_back).max():.4f} px, "
+                f"crop mean diff {diff.mean():.3f}"
+            )
+            assert np.abs(back - their_back).max() < 0.05
+            assert diff.mean() < 0.5
+        # The whole face with the forehead: smaller than the default crop's face.
+        default = alignment_matrix(landmarks, 256)
+        whole = alignment_matrix(landmarks, 256, "dfl_whole_face")
+        scale = np.sqrt(
+            abs(np.linalg.det(whole[:, :2]) / np.linalg.det(default[:, :2]))
+        )
+        assert 0.6 < scale < 0.75  # eye spacing 0.275 vs 0.397 of the side
+
+
+def test_unknown_alignment_template_is_refused(frame_and_face):
+    frame, face = frame_and_face
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        align(frame, face.landmarks5, 64, "whole_face")

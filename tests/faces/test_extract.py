@@ -192,3 +192,52 @@ def test_extract_command(two_face_folder, tmp_path, capsys):
     missing = ["extract", "--input", str(tmp_path / "nope.mp4"), "--output", "x"]
     assert main(missing) == 1
     assert "nope.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_extract_alignment_dfl_whole_face_writes_facefusions_crops(
+    tmp_path, detector, capsys
+):
+    """`extract --alignment dfl_whole_face`: each aligned face is the crop of its
+    faces.csv landmarks with FaceFusion's template, and its eye mask follows."""
+    from faceswap_gan.cli import main
+    from faceswap_gan.faces.alignment import DFL_WHOLE_FACE_LANDMARKS_5
+
+    argv = ["extract", "--input", str(SAMPLES / "person_b.mp4"), "--output"]
+    argv += [str(tmp_path), "--every", "90", "--size", "128"]
+    assert main(argv + ["--alignment", "dfl_whole_face"]) == 0
+    rows = read_rows(tmp_path / "faces" / "faces.csv")
+    frames = dict(iter_video_frames(SAMPLES / "person_b.mp4", every=90))
+    assert len(rows) == 2
+    for row in rows:
+        points = np.array(
+            [
+                [float(row[f"{p}_x"]), float(row[f"{p}_y"])]
+                for p in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+            ]
+        )
+        # FaceFusion's fit (face_helper.py L71-74) on the csv's landmarks.
+        matrix = cv2.estimateAffinePartial2D(
+            points,
+            DFL_WHOLE_FACE_LANDMARKS_5 * 128,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=100,
+        )[0]
+        expected = cv2.warpAffine(
+            frames[int(row["frame"])],
+            matrix,
+            (128, 128),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        written = read_image(tmp_path / "faces" / "aligned_faces" / row["file"])
+        # JPEG and the csv's 2-decimal landmarks: a few grey levels.
+        diff = np.abs(written.astype(int) - expected).mean()
+        print(f"{row['file']}: mean |written - FaceFusion's crop| = {diff:.2f}")
+        assert diff < 3
+        default = align(frames[int(row["frame"])], points, 128)[0]
+        assert np.abs(written.astype(int) - default).mean() > 15  # another framing
+        mask = read_mask(tmp_path / "faces" / "binary_masks_eyes" / row["file"])
+        for x, y in DFL_WHOLE_FACE_LANDMARKS_5[:2] * 128:
+            assert mask[int(y), int(x)] > 0.5  # the eyes where this template puts them
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        extract_faces(SAMPLES / "person_b.mp4", tmp_path / "x", alignment="whole")
