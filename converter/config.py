@@ -166,6 +166,18 @@ class ConverterConfig:
     direction: TransformDirection = TransformDirection.AtoB  # Which decoder is used.
     segmentation: SegmentationType = SegmentationType.ALL  # Face parts to swap.
     watermark: bool = True  # Draw a small visible "SYNTHETIC" label on every frame.
+    # Photos of the one person to swap (each showing one face); () = swap every face.
+    # Faces are grouped in identity-aware tracks and each whole track is swapped or
+    # not by a vote against these photos (`converter.selection`).
+    reference: tuple[str, ...] = ()
+    # [-1, 1]: cosine similarity (MobileFaceNet) at or above which a face votes for
+    # the reference; 0.4 is FaceFusion's default (see `converter.selection`).
+    similarity_threshold: float = 0.4
+    # Output video encoding (`faceswap_gan.video.CODECS`): "h264", "h265" or
+    # "lossless" (FFV1 RGB, exact frames; .mkv output only).
+    codec: str = "h264"
+    crf: int = 18  # [0, 51] h264/h265 constant rate factor: lower is better, bigger.
+    preset: str = "veryfast"  # h264/h265 speed preset, "ultrafast" ... "veryslow".
 
     def __post_init__(self) -> None:
         # Frozen: normalised values are set through object.__setattr__.
@@ -185,6 +197,31 @@ class ConverterConfig:
         _check_range("kf_noise_coef", self.kf_noise_coef, 0, float("inf"), "()")
         _check_range("enhance", self.enhance, 0, 1, "[]")
         _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
+        _check_range("similarity_threshold", self.similarity_threshold, -1, 1, "[]")
+        from faceswap_gan.video import CODECS, PRESETS
+
+        if self.codec not in CODECS:
+            raise FaceswapError(
+                f"codec must be one of {', '.join(CODECS)}; got {self.codec!r}."
+            )
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int):
+            raise FaceswapError(f"crf must be an int in [0, 51]; got {self.crf!r}.")
+        _check_range("crf", self.crf, 0, 51, "[]")
+        if self.preset not in PRESETS:
+            raise FaceswapError(
+                f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}."
+            )
+        reference = self.reference
+        if isinstance(reference, (str, Path)):
+            reference = (reference,)
+        if not isinstance(reference, (list, tuple)) or not all(
+            isinstance(path, (str, Path)) and str(path) for path in reference
+        ):
+            raise FaceswapError(
+                f"reference must be a list of image paths (photos of the person to "
+                f"swap), or empty to swap every face; got {self.reference!r}."
+            )
+        object.__setattr__(self, "reference", tuple(str(path) for path in reference))
 
     @property
     def image_size(self) -> int | None:
@@ -198,6 +235,7 @@ class ConverterConfig:
             out[name] = out[name].name
         if self.image_shape is not None:
             out["image_shape"] = list(self.image_shape)
+        out["reference"] = list(self.reference)
         return out
 
     @classmethod

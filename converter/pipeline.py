@@ -41,6 +41,16 @@ from tqdm.auto import tqdm
 
 from converter import blending
 from converter.config import ConverterConfig, SegmentationType
+from converter.selection import (
+    EMBED_CROP_SIZE,
+    IDENTITY_BACKEND,
+    IdentityTracks,
+    TrackReplay,
+    TrackReport,
+    embed_crops,
+    reference_crops,
+    reference_embedding,
+)
 from converter.transformer import FaceTransformer
 from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
@@ -50,11 +60,12 @@ from faceswap_gan.faces.tracking import (
     KalmanBoxSmoother,
     MovingAverageBoxSmoother,
 )
+from faceswap_gan.images import write_image
 from faceswap_gan.video import (
     VideoReader,
     VideoWriter,
+    check_codec,
     check_output,
-    check_output_suffix,
 )
 
 
@@ -85,10 +96,84 @@ def box_mask_in_crop(
     return inside.astype(np.float32)
 
 
+def frame_span(reader: VideoReader, start=None, end=None) -> tuple[int, int | None]:
+    """Frame indices `(first, stop)` of the seconds `[start, end)` of a video.
+
+    Args:
+        reader: the input `VideoReader` (its `fps` and `duration`).
+        start: float | None. Seconds >= 0 (None: 0); the first frame at or after it.
+        end: float | None. Seconds > start, at most the duration (None: the end).
+
+    Returns:
+        `(first, stop)`: `first = ceil(start * fps)` (to the nearest frame within
+        1e-6 s), `stop = ceil(end * fps)` or None.
+
+    Raises:
+        FaceswapError: a negative or non-numeric time, `start` at or past the end of
+            the video, `end <= start` or `end` past the end (the message gives the
+            video's duration).
+    """
+    duration = float(reader.duration) or reader.frame_count / float(reader.fps)
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FaceswapError(f"{name} must be seconds (a number); got {value!r}.")
+        if not 0 <= value:
+            raise FaceswapError(f"{name} must be >= 0 seconds; got {value!r}.")
+    if start is not None and start >= duration:
+        raise FaceswapError(
+            f"start {start} s is at or past the end of {reader.path} "
+            f"({duration:.3f} s long)."
+        )
+    if end is not None:
+        if end <= (start or 0):
+            raise FaceswapError(f"end ({end} s) must be after start ({start or 0} s).")
+        if end > duration + 1e-6:
+            raise FaceswapError(
+                f"end {end} s is past the end of {reader.path} ({duration:.3f} s "
+                f"long); leave it out to convert to the end."
+            )
+    fps = float(reader.fps)
+    first = int(np.ceil((start or 0) * fps - 1e-6 * fps))
+    stop = None if end is None else int(np.ceil(end * fps - 1e-6 * fps))
+    if stop is not None and stop <= first:
+        raise FaceswapError(
+            f"start {start} s and end {end} s hold no frame at {fps:.3f} frames/s."
+        )
+    return first, stop
+
+
+def _expected(reader: VideoReader, span, max_frames) -> int:
+    """Frames the span should hold by the header's count (capped by max_frames)."""
+    first, stop = span
+    count = min(reader.frame_count, stop) if stop is not None else reader.frame_count
+    expected = max(count - first, 0)
+    return expected if max_frames is None else min(expected, max_frames)
+
+
+def check_frames_dir(folder: str | Path, overwrite: bool = False) -> None:
+    """Refuses a `frames_dir` that is a file, or holds `frame_*.png` (no overwrite).
+
+    Raises:
+        FaceswapError: `folder` exists and is not a folder, or it already holds
+            frames and `overwrite` is False.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FaceswapError(f"frames_dir {folder} exists and is not a folder.")
+    if not overwrite and folder.is_dir() and any(folder.glob("frame_*.png")):
+        raise FaceswapError(
+            f"{folder} already holds frame_*.png files; pass --overwrite to replace "
+            f"them or give an empty folder."
+        )
+
+
 MAX_CROP_SIZE = 512  # Largest aligned crop side in pixels (bigger faces are shrunk).
 STEPS = (
     "decode",
     "detect",
+    "identify",  # reference mode: embed the faces and vote per track (pass 1)
     "smooth",
     "align",
     "generator",
@@ -117,6 +202,9 @@ class ConversionReport:
     # of stream"); None when every expected frame was read.
     input_ended: str | None = None
     warnings: list[str] = field(default_factory=list)  # Also issued as UserWarning.
+    # Reference mode (`ConverterConfig.reference`): one decision per identity track
+    # (frames, mean similarity, swapped or not); empty when every face is swapped.
+    tracks: list[TrackReport] = field(default_factory=list)
 
     @property
     def total_seconds(self) -> float:
@@ -146,6 +234,13 @@ class ConversionReport:
             f"  {step:<10}{sec:8.2f} s  {100 * sec / total:5.1f} %"
             for step, sec in self.seconds.items()
         ]
+        if self.tracks:
+            swapped = sum(track.swapped for track in self.tracks)
+            lines.append(
+                f"reference: {swapped} of {len(self.tracks)} face tracks match and "
+                f"were swapped"
+            )
+            lines += [f"  {track.line()}" for track in self.tracks]
         lines += [f"warning: {text}" for text in self.warnings]
         return "\n".join(lines)
 
@@ -171,13 +266,21 @@ class VideoConverter:
         landmark_detector: object with `detect(frame, boxes) -> (N, 68, 2)`; used only
             when `config.segmentation` is not ALL; None = `LandmarkDetector("face_api")`
             built on first use.
+        embedder: identity embedder (`embed((N, S, S, 3) uint8) -> (N, D)`), used only
+            when `config.reference` is set; None = `build_identity_embedder(
+            "mobilefacenet")` built on first use.
 
     Raises:
         ValueError: the model's resolution differs from `config.image_shape`.
     """
 
     def __init__(
-        self, model, config: ConverterConfig, detector=None, landmark_detector=None
+        self,
+        model,
+        config: ConverterConfig,
+        detector=None,
+        landmark_detector=None,
+        embedder=None,
     ):
         if config.image_shape is None:  # the model's size
             size = int(model.image_size)
@@ -198,6 +301,8 @@ class VideoConverter:
             )
         self.model, self.config, self.detector = model, config, detector
         self.landmark_detector = landmark_detector
+        self.embedder = embedder
+        self._reference = None  # (paths, (D,) embedding) once computed.
         self.transformer = FaceTransformer(model, config)
         self.tracker = FaceTracker(_smoother_factory(config))
         self.seconds: dict[str, float] = defaultdict(float)
@@ -223,7 +328,21 @@ class VideoConverter:
         tic = self._tick("detect", tic)
         # 2. Smooth: one Kalman/EMA track per face; missed faces keep a predicted box.
         tracked = self.tracker.update(faces)
-        tic = self._tick("smooth", tic)
+        self._tick("smooth", tic)
+        return self.swap_tracked(frame, tracked), tracked
+
+    def swap_tracked(self, frame: np.ndarray, tracked: list) -> np.ndarray:
+        """Swaps the given tracked faces of a frame (no detection, no tracking).
+
+        Args:
+            frame: `(H, W, 3)` uint8 RGB.
+            tracked: `faceswap_gan.faces.tracking.TrackedFace`s of this frame (boxes
+                and five points in frame pixels); empty: the frame passes through.
+
+        Returns:
+            `(H, k * W, 3)` uint8 RGB, k = 1, 2 or 3 by `config.output_type`.
+        """
+        tic = time.perf_counter()
         result, frame_alpha = frame, np.zeros(frame.shape[:2], np.float32)
         if tracked:
             # 3. Align each face on its own raw landmarks (v2.2); crop side from the
@@ -252,7 +371,7 @@ class VideoConverter:
             self.config.output_type, frame, result, frame_alpha
         )
         self._tick("compose", tic)
-        return output, tracked
+        return output
 
     def _align(self, frame, tracked):
         """Aligned crops `(N, S, S, 3)`, matrices, part masks `(N, S, S)` or None.
@@ -294,9 +413,39 @@ class VideoConverter:
             `(H, k * W, 3)` uint8 RGB laid out as `config.output_type`.
         """
         self.tracker.reset()
-        output, _ = self.convert_frame(frame)
+        if self.config.reference:  # Per face: no track to vote over.
+            faces = self.detector.detect(frame)
+            tracked = self.tracker.update(faces)
+            reference = self.reference_embedding()
+            if tracked:
+                crops = [
+                    align(frame, t.landmarks5, EMBED_CROP_SIZE)[0] for t in tracked
+                ]
+                similarity = embed_crops(self.embedder, crops) @ reference
+                chosen = similarity >= self.config.similarity_threshold
+                tracked = [t for t, keep in zip(tracked, chosen) if keep]
+            output = self.swap_tracked(frame, tracked)
+        else:
+            output, _ = self.convert_frame(frame)
         self.tracker.reset()
         return output
+
+    def reference_embedding(self) -> np.ndarray:
+        """The `(D,)` unit identity of `config.reference` (computed once).
+
+        Raises:
+            FaceswapError: a photo is unreadable or shows no face or several.
+        """
+        paths = self.config.reference
+        if self._reference is None or self._reference[0] != paths:
+            crops = reference_crops(paths, self.detector)  # Checked before loading.
+            if self.embedder is None:
+                from faceswap_gan.faces.identity import build_identity_embedder
+
+                self.embedder = build_identity_embedder(IDENTITY_BACKEND)
+            embedding = reference_embedding(crops, self.embedder)
+            self._reference = (paths, embedding)
+        return self._reference[1]
 
     def convert(
         self,
@@ -305,6 +454,9 @@ class VideoConverter:
         max_frames: int | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        start: float | None = None,
+        end: float | None = None,
+        frames_dir: str | Path | None = None,
     ) -> ConversionReport:
         """Converts a video file, streaming frame by frame; audio copied unchanged.
 
@@ -325,7 +477,15 @@ class VideoConverter:
             max_frames: int | None. Convert only the first `max_frames` frames (the
                 audio is cut to match); None = all.
             progress: bool. Show a tqdm progress bar.
-            overwrite: bool. Replace `output_path` if it exists (default: refuse).
+            overwrite: bool. Replace `output_path` if it exists (default: refuse),
+                and frames in `frames_dir`.
+            start: float | None. Seconds into the input where the conversion starts
+                (the first frame at or after it); None = 0. The audio starts there too.
+            end: float | None. Seconds into the input where it ends (excluded);
+                None = the end. `max_frames` still caps the frame count.
+            frames_dir: str | Path | None. Also write each output frame as
+                `frame_000000.png`, ... there (atomically; numbered from 0 in the
+                converted span). Refused if it holds such frames, unless `overwrite`.
 
         Returns:
             ConversionReport: counts, seconds per step, warnings.
@@ -343,20 +503,40 @@ class VideoConverter:
             raise FaceswapError(
                 f"max_frames must be a positive int or None; got {max_frames!r}."
             )
-        check_output_suffix(output_path)  # Before reading anything.
+        config = self.config
+        check_codec(output_path, config.codec, config.crf, config.preset)
         reader = VideoReader(input_path)
         check_output(output_path, [reader.path], overwrite=overwrite)
+        span = frame_span(reader, start, end)
+        if frames_dir is not None:
+            check_frames_dir(frames_dir, overwrite)
         report = ConversionReport(str(input_path), str(output_path))
         self.tracker.reset()
         self.seconds = defaultdict(float)
         self.transformer.seconds.clear()
+        plan = None
+        if self.config.reference:  # Pass 1: who is who, before anything is written.
+            self.reference_embedding()
+            plan = self._identify(reader, report, max_frames, progress, span)
         width = blending.output_width(self.config.output_type, reader.size[0])
         audio = reader.path if reader.has_audio else None
         size = (width, reader.size[1])
         # Temporaries a killed conversion (kill -9) left for this output only.
         files.remove_partials(Path(output_path).parent, output=output_path)
-        with VideoWriter(output_path, reader.fps, size, audio) as writer:
-            self._stream(reader, writer, report, max_frames, progress)
+        writer = VideoWriter(
+            output_path,
+            reader.fps,
+            size,
+            audio,
+            crf=config.crf,
+            preset=config.preset,
+            codec=config.codec,
+            audio_start=float(span[0] / reader.fps),
+        )
+        with writer:
+            self._stream(
+                reader, writer, report, max_frames, progress, plan, span, frames_dir
+            )
             if report.frames == 0:  # Raised inside: the writer discards its file.
                 raise FaceswapError(
                     f"No frame of {input_path} could be decoded "
@@ -375,7 +555,14 @@ class VideoConverter:
                 f"({report.input_ended}); the output {output_path} has "
                 f"{report.frames} frames."
             )
-        if report.frames and report.frames_without_face == report.frames:
+        if plan is not None and not any(track.swapped for track in report.tracks):
+            report.warnings.append(
+                f"No face of {input_path} matched the reference photos "
+                f"({len(report.tracks)} face tracks, similarity_threshold="
+                f"{self.config.similarity_threshold}); the frames were written "
+                f"through unchanged."
+            )
+        elif report.frames and report.frames_without_face == report.frames:
             report.warnings.append(
                 f"No face was detected in any of the {report.frames} frames of "
                 f"{input_path}; they were written through unchanged "
@@ -386,16 +573,103 @@ class VideoConverter:
             warnings.warn(text, stacklevel=2)
         return report
 
-    def _stream(self, reader, writer, report, max_frames, progress) -> None:
+    def convert_folder(
+        self,
+        input_dir: str | Path,
+        output_dir: str | Path,
+        overwrite: bool = False,
+        log=None,
+        frames_dir: str | Path | None = None,
+        **options,
+    ) -> list[FolderItem]:
+        """Converts every video of a folder into another folder, one after the other.
+
+        Each input (`folder_outputs`: the folder's video files, sorted by name) is
+        converted with `convert` into `output_dir` (created). An output that exists is
+        skipped unless `overwrite`. A file that fails (unreadable, damaged, no frame...)
+        is recorded as "failed" and the others still run; KeyboardInterrupt stops all.
+
+        Args:
+            input_dir: folder of input videos.
+            output_dir: folder for the outputs (not `input_dir`).
+            overwrite: bool. Replace existing outputs (and their frames).
+            log: callable(str) | None. Called with one summary line per file as it
+                finishes (e.g. `print`).
+            frames_dir: folder | None. PNG frames of each video go to
+                `frames_dir/<input stem>/`.
+            **options: passed to `convert` (max_frames, progress, start, end).
+
+        Returns:
+            list[FolderItem], one per input, in order. Any "failed": the batch failed.
+
+        Raises:
+            FaceswapError: the folders are wrong (see `folder_outputs`); per-file errors
+                are not raised but recorded.
+        """
+        return _convert_folder(
+            self, input_dir, output_dir, overwrite, log, frames_dir, **options
+        )
+
+    def _identify(self, reader, report, max_frames, progress, span) -> TrackReplay:
+        """Pass 1 of reference mode: decode, detect, track, embed and vote.
+
+        Keeps per frame only the faces' records (`converter.selection.FaceRecord`);
+        fills `report.tracks`. Returns the replay that pass 2 swaps from, limited to
+        the frames decoded here (a damaged input ends both passes at the same frame).
+        """
+        expected = _expected(reader, span, max_frames)
+        tracks = IdentityTracks(
+            self.reference_embedding(),
+            self.detector,
+            self.embedder,
+            similarity_threshold=self.config.similarity_threshold,
+            max_missed=self.tracker.max_missed,
+        )
+        decoded = reader.frames(*span)
+        bar = tqdm(total=expected, desc="identify", unit="frame", disable=not progress)
+        try:
+            tic = time.perf_counter()
+            while max_frames is None or len(tracks.frames) < max_frames:
+                try:
+                    frame = next(decoded)
+                except (StopIteration, FaceswapError):  # Pass 2 reports an error.
+                    break
+                self._tick("decode", tic)
+                tracks.add(frame)
+                bar.update()
+                tic = time.perf_counter()
+        finally:
+            decoded.close()
+            bar.close()
+        report.tracks = tracks.finish()
+        for step, seconds in tracks.seconds.items():
+            self.seconds[step] += seconds
+        chosen = [track.track for track in report.tracks if track.swapped]
+        return TrackReplay(tracks.frames, chosen, _smoother_factory(self.config))
+
+    def _stream(
+        self,
+        reader,
+        writer,
+        report,
+        max_frames,
+        progress,
+        plan=None,
+        span=(0, None),
+        frames_dir=None,
+    ):
         """Decode -> convert_frame -> encode, one frame at a time (memory flat).
 
-        Sets `report.frames_expected` and, when the input stops short of it,
-        `report.input_ended` (a decode error ends the input instead of failing)."""
-        expected = reader.frame_count
-        if max_frames is not None:
-            expected = min(expected, max_frames)
+        With `plan` (reference mode), each frame's faces come from pass 1's tracks
+        (`TrackReplay`) instead of the detector. Sets `report.frames_expected` and,
+        when the input stops short of it, `report.input_ended` (a decode error ends
+        the input instead of failing)."""
+        expected = _expected(reader, span, max_frames)
         report.frames_expected = expected
-        decoded = iter(reader)
+        if plan is not None:  # Never past the frames pass 1 decoded.
+            decoded_frames = len(plan.frames)
+            max_frames = min(max_frames or decoded_frames, decoded_frames)
+        decoded = reader.frames(*span)
         bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
         try:
             tic = time.perf_counter()
@@ -408,9 +682,16 @@ class VideoConverter:
                     report.input_ended = f"decode error: {error}"
                     break
                 self._tick("decode", tic)
-                output, tracked = self.convert_frame(frame)
+                if plan is None:
+                    output, tracked = self.convert_frame(frame)
+                else:
+                    tracked = plan.tracked(report.frames)
+                    output = self.swap_tracked(frame, tracked)
                 tic = time.perf_counter()
                 writer.write(output)
+                if frames_dir is not None:
+                    name = f"frame_{report.frames:06d}.png"
+                    write_image(Path(frames_dir) / name, output)
                 tic = self._tick("encode", tic)
                 report.frames += 1
                 report.faces += len(tracked)
@@ -426,3 +707,145 @@ class VideoConverter:
         short = expected - report.frames > (0 if reader.frame_count_exact else 1)
         if report.input_ended is None and short:
             report.input_ended = "early end of stream: the file is truncated or damaged"
+
+
+# Inputs `convert_folder` picks up (any FFmpeg-readable video; hidden files skipped).
+INPUT_VIDEO_SUFFIXES = (
+    ".mp4",
+    ".mov",
+    ".m4v",
+    ".mkv",
+    ".avi",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".ts",
+)
+
+
+@dataclass
+class FolderItem:
+    """What `VideoConverter.convert_folder` did with one input video.
+
+    Attributes:
+        input_path: the input video.
+        output_path: the output it was (or would have been) written to.
+        status: "converted", "skipped" (the output exists, no overwrite) or "failed".
+        report: the ConversionReport when converted, else None.
+        error: one line saying why it failed or was skipped, else None.
+    """
+
+    input_path: Path
+    output_path: Path
+    status: str
+    report: ConversionReport | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        """One summary line."""
+        name = self.input_path.name
+        if self.status == "converted":
+            report = self.report
+            return (
+                f"converted {name} -> {self.output_path}: {report.frames} frames, "
+                f"{report.faces} faces swapped, {report.total_seconds:.1f} s"
+                + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
+            )
+        return f"{self.status} {name}: {self.error}"
+
+
+def folder_outputs(
+    input_dir: str | Path, output_dir: str | Path, codec: str = "h264"
+) -> list[tuple[Path, Path]]:
+    """`(input, output)` pairs of a batch conversion, sorted by input name.
+
+    Inputs are the folder's files (not sub-folders, not hidden files) whose suffix is
+    in `INPUT_VIDEO_SUFFIXES` (any case). Each output is `output_dir/<stem><suffix>`:
+    the input's suffix when the writer takes it (.mp4, .mov, .m4v, .mkv), else .mp4;
+    .mkv for the lossless codec. Two inputs that would get one name (a.mp4, a.avi)
+    keep their whole name instead (a.avi.mp4).
+
+    Raises:
+        FaceswapError: `input_dir` is not a folder, holds no video, or is the same
+            folder as `output_dir`; `output_dir` is a file.
+    """
+    from faceswap_gan.video import CODECS, VIDEO_SUFFIXES
+
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise FaceswapError(f"Input folder not found: {input_dir}")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FaceswapError(
+            f"With an input folder, --output must be a folder; {output_dir} is a file."
+        )
+    if output_dir.exists() and files.same_file(input_dir, output_dir):
+        raise FaceswapError(
+            f"The output folder {output_dir} is the input folder; give another one "
+            f"(nothing is converted in place)."
+        )
+    videos = sorted(
+        path
+        for path in input_dir.iterdir()
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix.lower() in INPUT_VIDEO_SUFFIXES
+    )
+    if not videos:
+        raise FaceswapError(
+            f"No video in {input_dir} (looked for {', '.join(INPUT_VIDEO_SUFFIXES)})."
+        )
+    allowed = CODECS[codec][2]
+
+    def suffix(path):
+        own = path.suffix.lower()
+        return own if own in allowed and own in VIDEO_SUFFIXES else allowed[0]
+
+    names = [path.stem + suffix(path) for path in videos]
+    pairs = []
+    for path, name in zip(videos, names):
+        if names.count(name) > 1:
+            name = path.name + suffix(path)
+        pairs.append((path, output_dir / name))
+    return pairs
+
+
+def _convert_folder(
+    converter: VideoConverter,
+    input_dir,
+    output_dir,
+    overwrite: bool = False,
+    log=None,
+    frames_dir=None,
+    **options,
+) -> list[FolderItem]:
+    """See `VideoConverter.convert_folder`."""
+    pairs = folder_outputs(input_dir, output_dir, converter.config.codec)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    items = []
+    for source, target in pairs:
+        if target.exists() and not overwrite:
+            item = FolderItem(
+                source, target, "skipped", error=f"{target} exists (--overwrite)"
+            )
+        else:
+            frames = None if frames_dir is None else Path(frames_dir) / source.stem
+            try:
+                with warnings.catch_warnings():  # In the report; not repeated here.
+                    warnings.simplefilter("ignore", UserWarning)
+                    report = converter.convert(
+                        source,
+                        target,
+                        overwrite=overwrite,
+                        frames_dir=frames,
+                        **options,
+                    )
+                item = FolderItem(source, target, "converted", report)
+            except Exception as error:  # One bad file does not stop the others.
+                text = " ".join(str(error).split()) or type(error).__name__
+                item = FolderItem(source, target, "failed", error=text)
+        items.append(item)
+        if log is not None:
+            log(item.line())
+    return items

@@ -38,6 +38,28 @@ _MUXERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "ipod", ".mkv": "matroska"}
 VIDEO_SUFFIXES = tuple(_MUXERS)
 _MOV_SUFFIXES = (".mp4", ".mov", ".m4v")  # Take `movflags` (custom udta tags).
 
+# Video codecs the writer offers: name -> (FFmpeg encoder, pixel format, suffixes).
+# "lossless" is FFV1 (FFmpeg's lossless intra codec, RFC 9043) on packed RGB (bgr0):
+# decoding gives back exactly the RGB frames written. Matroska holds it (MP4/MOV do
+# not take FFV1 with the tags here), so it needs a .mkv output.
+CODECS = {
+    "h264": ("libx264", "yuv420p", VIDEO_SUFFIXES),
+    "h265": ("libx265", "yuv420p", VIDEO_SUFFIXES),
+    "lossless": ("ffv1", "bgr0", (".mkv",)),
+}
+# x264 / x265 speed presets, fastest first.
+PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+
 SYNTHETIC_COMMENT = "synthetic media: face swapped with faceswap-GAN"
 SYNTHETIC_METADATA = {
     "comment": SYNTHETIC_COMMENT,
@@ -70,6 +92,50 @@ def check_output_suffix(path: str | Path) -> None:
         raise FaceswapError(
             f"Cannot write the video {path}: the name must end in one of "
             f"{', '.join(VIDEO_SUFFIXES)} (H.264 video with the synthetic-media tags)."
+        )
+
+
+def check_codec(
+    path: str | Path, codec: str = "h264", crf: int = 18, preset: str = "veryfast"
+) -> None:
+    """Refuses a codec, quality or preset the writer cannot use for `path`.
+
+    Args:
+        path: str | Path. The output video (its suffix picks the container).
+        codec: str. One of `CODECS`: "h264", "h265" or "lossless" (FFV1, .mkv only).
+        crf: int in [0, 51]. Constant rate factor of h264/h265 (lower: better).
+        preset: str. One of `PRESETS` (h264/h265 speed against size).
+
+    Raises:
+        FaceswapError: an unknown codec, one this FFmpeg build lacks, a container
+            that cannot hold it, a crf outside [0, 51] or an unknown preset.
+    """
+    check_output_suffix(path)
+    if codec not in CODECS:
+        raise FaceswapError(
+            f"Unknown codec {codec!r}; expected one of {', '.join(CODECS)}."
+        )
+    encoder, _, suffixes = CODECS[codec]
+    if encoder not in av.codecs_available:
+        raise FaceswapError(
+            f"This FFmpeg build (PyAV {av.__version__}) has no {encoder} encoder for "
+            f"codec {codec!r}; use one of "
+            f"{', '.join(c for c, v in CODECS.items() if v[0] in av.codecs_available)}."
+        )
+    suffix = Path(path).suffix.lower()
+    if suffix not in suffixes:
+        raise FaceswapError(
+            f"The {suffix} container cannot hold codec {codec!r} ({encoder}); name the "
+            f"output {Path(path).with_suffix(suffixes[0]).name} (allowed: "
+            f"{', '.join(suffixes)})."
+        )
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise FaceswapError(
+            f"crf must be an int in [0, 51] (0 best, 18 looks lossless); got {crf!r}."
+        )
+    if preset not in PRESETS:
+        raise FaceswapError(
+            f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}."
         )
 
 
@@ -143,11 +209,41 @@ class VideoReader:
         return self.frame_count
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+    def frames(self, first: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames `first` (0-based) up to `stop` (excluded; None: the end), decoded
+        one at a time. For `first > 0` the file is sought to the key frame before it
+        and decoded from there, the frames before `first` dropped (a frame's index
+        is its time from the stream's start times the frame rate, rounded).
+
+        Yields:
+            `(H, W, 3)` uint8 RGB.
+
+        Raises:
+            FaceswapError: a decoding error (the frames before it were yielded).
+        """
         with _open_input(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            origin = stream.start_time or 0
+            to_pts = 1 / (self.fps * stream.time_base)  # index -> pts
             try:
+                if first > 0:
+                    container.seek(
+                        int(origin + first * to_pts), stream=stream, backward=True
+                    )
+                index = first - 1
                 for frame in container.decode(stream):
+                    if first > 0:
+                        pts = frame.pts if frame.pts is not None else origin
+                        index = int(round((pts - origin) / to_pts))
+                    else:
+                        index += 1
+                    if index < first:
+                        continue
+                    if stop is not None and index >= stop:
+                        return
                     yield frame.to_ndarray(format="rgb24")
             except av.FFmpegError as error:
                 raise FaceswapError(
@@ -187,12 +283,16 @@ class _Aborted(Exception):
 
 
 class VideoWriter:
-    """Writes `(H, W, 3) uint8 RGB` frames as H.264 MP4, with another file's audio.
+    """Writes `(H, W, 3) uint8 RGB` frames as H.264 (or H.265, or lossless FFV1)
+    video, with another file's audio.
 
-    Odd sizes are padded to even (yuv420p needs it) by repeating the last row/column.
+    For h264/h265, odd sizes are padded to even (yuv420p needs it) by repeating the
+    last row/column; "lossless" keeps the size and the exact RGB values.
     Audio packets of `audio_from`'s first audio stream are copied unchanged, interleaved
     with the video as it is written, and cut at the end of the written video (so a
-    `max_frames` conversion has audio of its own length).
+    `max_frames` conversion has audio of its own length). With `audio_start`, the
+    audio is taken from that time on (packets starting earlier are dropped and the
+    rest shifted to start at 0), for a video cut from `audio_start` seconds.
 
     The frames go to a hidden temporary file in the output's folder; `close()` (or the
     end of a `with` block) renames it onto `path`, replacing an existing file (check
@@ -208,12 +308,16 @@ class VideoWriter:
         audio_from: str | Path | None. Video whose audio is copied; None = no audio.
         metadata: Mapping[str, str] | None. Container tags; defaults to
             `SYNTHETIC_METADATA` (pass `{}` for none; keys become MP4 udta tags).
-        crf: int. x264 constant rate factor, 0 (lossless) to 51; 18 looks lossless.
-        preset: str. x264 speed preset ("ultrafast" ... "veryslow").
+        crf: int. x264/x265 constant rate factor, 0 (best) to 51; 18 looks lossless.
+        preset: str. x264/x265 speed preset (`PRESETS`: "ultrafast" ... "veryslow").
+        codec: str. "h264" (libx264), "h265" (libx265, tagged hvc1 in MP4/MOV) or
+            "lossless" (FFV1 RGB, .mkv only; crf and preset do not apply).
+        audio_start: float >= 0. Seconds of `audio_from` where the audio starts.
 
     Raises:
-        FaceswapError: a bad size/fps/suffix, a frame of the wrong shape or dtype in
-            `write` (the writer stays usable), or no frame written at `close()`.
+        FaceswapError: a bad size/fps/suffix/codec/crf/preset, a frame of the
+            wrong shape or dtype in `write` (the writer stays usable), or no frame
+            written at `close()`.
         FileNotFoundError: `audio_from` does not exist.
         OSError: the output cannot be written (a full disk, a read-only folder...),
             from `__init__`, `write` or `close`, naming `path` (not the temporary
@@ -231,6 +335,8 @@ class VideoWriter:
         metadata: Mapping[str, str] | None = None,
         crf: int = 18,
         preset: str = "veryfast",
+        codec: str = "h264",
+        audio_start: float = 0.0,
     ):
         width, height = (int(v) for v in size)
         if width < 2 or height < 2:
@@ -239,7 +345,11 @@ class VideoWriter:
             )
         if not float(fps) > 0:
             raise FaceswapError(f"fps must be > 0; got {fps!r}.")
-        check_output_suffix(path)
+        check_codec(path, codec, crf, preset)
+        if not float(audio_start) >= 0:
+            raise FaceswapError(f"audio_start must be >= 0 s; got {audio_start!r}.")
+        self.codec, self.audio_start = codec, float(audio_start)
+        self._pad = codec != "lossless"  # yuv420p needs even sizes.
         self.path, self.size = Path(path), (width, height)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000)
         self.frames_written = 0
@@ -276,15 +386,34 @@ class VideoWriter:
         tags = SYNTHETIC_METADATA if metadata is None else metadata
         for key, value in tags.items():
             self._container.metadata[key] = str(value)
-        self._video = self._container.add_stream("libx264", rate=self.fps)
-        self._video.width, self._video.height = width + width % 2, height + height % 2
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": str(crf), "preset": preset}
+        encoder, pix_fmt, _ = CODECS[self.codec]
+        self._video = self._container.add_stream(encoder, rate=self.fps)
+        if self._pad:
+            width, height = width + width % 2, height + height % 2
+        self._video.width, self._video.height = width, height
+        self._video.pix_fmt = pix_fmt
+        if self.codec == "h264":
+            self._video.options = {"crf": str(crf), "preset": preset}
+        elif self.codec == "h265":
+            self._video.options = {
+                "crf": str(crf),
+                "preset": preset,
+                "x265-params": "log-level=error",
+            }
+            if movflags:
+                self._video.codec_context.codec_tag = "hvc1"  # Plays on Apple.
         self._video.codec_context.time_base = 1 / self.fps
         self._audio, self._packets, self._pending = None, None, None
+        self._audio_offset = 0  # audio_start in the audio's time base.
         if self._audio_input is not None and self._audio_input.streams.audio:
             source = self._audio_input.streams.audio[0]
             self._audio = self._container.add_stream_from_template(source)
+            self._audio_offset = 0
+            if self.audio_start > 0:
+                self._audio_offset = int(round(self.audio_start / source.time_base))
+                self._audio_input.seek(
+                    self._audio_offset, stream=source, backward=True, any_frame=False
+                )
             self._packets = self._audio_input.demux(source)
 
     def write(self, frame: np.ndarray) -> None:
@@ -295,13 +424,15 @@ class VideoWriter:
                 f"frame must be ({height}, {width}, 3) uint8 RGB; "
                 f"got {frame.shape} {frame.dtype}."
             )
-        if width % 2 or height % 2:
+        if self._pad and (width % 2 or height % 2):
             frame = np.pad(
                 frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge"
             )
         if self._container is None:
             raise FaceswapError(f"The video writer of {self.path} is already closed.")
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        if self.codec == "lossless":  # Exact: a byte reorder, no colour conversion.
+            video_frame = video_frame.reformat(format="bgr0")
         video_frame.pts, video_frame.time_base = self.frames_written, 1 / self.fps
         try:
             self._container.mux(self._video.encode(video_frame))
@@ -330,6 +461,14 @@ class VideoWriter:
                 if self._pending.dts is None:  # Demuxer flush packet: no data.
                     self._pending = None
                     continue
+                if self._audio_offset and (
+                    self._pending.pts is None or self._pending.pts < self._audio_offset
+                ):
+                    self._pending = None  # Before audio_start: dropped.
+                    continue
+                if self._audio_offset:
+                    self._pending.pts -= self._audio_offset
+                    self._pending.dts -= self._audio_offset
             packet = self._pending
             if packet.pts is not None and packet.pts * packet.time_base >= seconds:
                 return

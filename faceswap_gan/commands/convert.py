@@ -22,9 +22,30 @@ unreadable input or an output that cannot be written. An input that ends early
 (truncated or damaged) is converted up to where it ends, with exit code 0 and a
 `convert: warning:` line saying how many of the announced frames were reached and why.
 
+Output control: --codec h264 (default) | h265 | lossless (FFV1 RGB: the frames are
+stored exactly; .mkv only), --crf and --preset for h264/h265, --frames-dir DIR to also
+save every output frame as PNG, --start/--end SECONDS to convert a part (the audio is
+cut to the same span). Every output keeps the input's audio and the synthetic-media
+tags.
+
+Batch: when --input is a folder, every video in it is converted into the --output
+folder (one summary line per file); existing outputs are skipped unless --overwrite;
+a failing file does not stop the others; the exit code is 1 if any failed.
+
+Swap only one person: --reference PHOTO [PHOTO ...] gives photos of that person (one
+face each). A first pass detects, tracks and identifies every face (MobileFaceNet, the
+evaluation's scorer); each face track is swapped on all its frames or on none, by a
+vote of its frames (cosine similarity >= --similarity-threshold, default 0.4); a
+second pass swaps. The report lists every track: frames, mean similarity, swapped.
+
 Examples:
     python -m faceswap_gan convert --model runs/ab \\
         --input faceswap_gan/data/samples/person_a.mp4 --output swapped.mp4
+    python -m faceswap_gan convert --model runs/ab --input two_people.mp4 \\
+        --output one_swapped.mp4 --reference photo_of_her.jpg
+    python -m faceswap_gan convert --model runs/ab --input a.mp4 --output a.mkv \\
+        --codec lossless --start 2 --end 4.5 --frames-dir frames/
+    python -m faceswap_gan convert --model runs/ab --input clips/ --output out/
     python -m faceswap_gan convert --model runs/ab --input a.mp4 \\
         --output b.mp4 --output-type single --color-correction adain_xyz \\
         --roi-coverage 0.93 --max-frames 300
@@ -78,6 +99,29 @@ _VALUE_FIELDS = (
     ),
     ("direction", str, "AtoB (A's faces become B) | BtoA (default AtoB)"),
     (
+        "codec",
+        str,
+        "h264 | h265 | lossless (FFV1 RGB, exact frames; needs a .mkv output) "
+        "(default h264)",
+    ),
+    (
+        "crf",
+        int,
+        "[0, 51] h264/h265 quality: lower is better and bigger; 18 looks "
+        "lossless (default 18)",
+    ),
+    (
+        "preset",
+        str,
+        "h264/h265 speed: ultrafast ... medium ... veryslow (default veryfast)",
+    ),
+    (
+        "similarity_threshold",
+        float,
+        "[-1, 1] with --reference: cosine similarity (MobileFaceNet) at or above "
+        "which a face votes for the reference person (default 0.4)",
+    ),
+    (
         "segmentation",
         str,
         "all | eyes_only | eyebrows_only | nose_only | mouth_only | "
@@ -109,17 +153,42 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="run folder (uses its latest checkpoint) or checkpoint folder",
     )
     parser.add_argument(
-        "--input", required=True, help="video with the faces to replace"
+        "--input",
+        required=True,
+        help="video with the faces to replace, or a folder: every video in it "
+        "is converted into the --output folder",
     )
     parser.add_argument(
         "--output",
         required=True,
-        help="output video, H.264: .mp4, .mov, .m4v or .mkv (not the input)",
+        help="output video: .mp4, .mov, .m4v or .mkv (not the input); a folder "
+        "when --input is one",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --output if it exists (default: refuse)",
+        help="replace --output if it exists (default: refuse; in a batch: skip)",
+    )
+    parser.add_argument(
+        "--start",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start at this time of the input (audio cut to match)",
+    )
+    parser.add_argument(
+        "--end",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop at this time of the input (default: its end)",
+    )
+    parser.add_argument(
+        "--frames-dir",
+        default=None,
+        metavar="DIR",
+        help="also write every output frame as DIR/frame_000000.png ... (in a "
+        "batch: DIR/<video name>/)",
     )
     parser.add_argument("--config", help="JSON file of ConverterConfig fields")
     parser.add_argument(
@@ -143,6 +212,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "properties, then stop (writes nothing)",
     )
     options = parser.add_argument_group("ConverterConfig fields (override --config)")
+    options.add_argument(
+        "--reference",
+        nargs="+",
+        default=None,
+        metavar="PHOTO",
+        help="swap only this person: photos showing one face each. Faces are "
+        "tracked and each whole track is swapped or kept by a vote of its frames "
+        "(default: swap every face)",
+    )
     for name, type_, help_ in _VALUE_FIELDS:
         options.add_argument(
             f"--{name.replace('_', '-')}",
@@ -183,6 +261,7 @@ def resolve_config(args: argparse.Namespace):
         with open(args.config) as file:
             data = json.load(file)
     fields = [name for name, _, _ in _VALUE_FIELDS] + [name for name, _ in _BOOL_FIELDS]
+    fields.append("reference")
     data.update(
         {
             name: getattr(args, name)
@@ -199,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         int. 0 when the video was written (also from an input that ended early: a
-        warning says so) or the dry run passed.
+        warning says so) or the dry run passed. With an --input folder: 1 if any
+        video failed (the others are still converted), else 0.
 
     Raises:
         FaceswapError: bad options or config, an unreadable input, an output with a
@@ -207,31 +287,32 @@ def run(args: argparse.Namespace) -> int:
             exists without --overwrite (checked before the model is loaded).
         OSError: a missing file, or the output cannot be written (full disk...).
     """
-    from converter.pipeline import VideoConverter
-    from faceswap_gan.video import VideoReader, check_output, check_output_suffix
+    from pathlib import Path
 
-    check_output_suffix(args.output)
+    from converter.pipeline import (
+        check_frames_dir,
+        frame_span,
+    )
+    from faceswap_gan.video import VideoReader, check_codec, check_output
+
+    config = resolve_config(args)
+    if Path(args.input).is_dir():
+        return _run_folder(args, config)
+    check_codec(args.output, config.codec, config.crf, config.preset)
     reader = VideoReader(args.input)
     check_output(args.output, [reader.path], overwrite=args.overwrite)
+    frame_span(reader, args.start, args.end)
+    if args.frames_dir is not None:
+        check_frames_dir(args.frames_dir, args.overwrite)
     if args.dry_run:
-        config = resolve_config(args)
         print(json.dumps(config.to_dict(), indent=2))
         print(
             f"{args.input}: {reader.size[0]}x{reader.size[1]}, {reader.frame_count}"
             f" frames, {float(reader.fps):.3f} fps, audio: {reader.has_audio}"
         )
         return 0
-    from faceswap_gan.checkpoints import load_model
 
-    model = load_model(args.model)
-    config = resolve_config(args)
-    landmarks = None
-    if config.segmentation.name != "ALL":
-        from faceswap_gan.faces.landmarks import LandmarkDetector
-
-        landmarks = LandmarkDetector(args.landmarks)
-    print(json.dumps(config.to_dict()))
-    converter = VideoConverter(model, config, landmark_detector=landmarks)
+    converter = _converter(args, config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         report = converter.convert(
@@ -240,6 +321,9 @@ def run(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            start=args.start,
+            end=args.end,
+            frames_dir=args.frames_dir,
         )
     for warning in caught:
         if issubclass(warning.category, UserWarning):  # Ours: one line each.
@@ -252,3 +336,58 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"Wrote {report.output_path} (marked as synthetic media).")
     return 0
+
+
+def _converter(args, config):
+    """Loads the model and builds the VideoConverter (prints the config)."""
+    from converter.pipeline import VideoConverter
+    from faceswap_gan.checkpoints import load_model
+
+    model = load_model(args.model)
+    landmarks = None
+    if config.segmentation.name != "ALL":
+        from faceswap_gan.faces.landmarks import LandmarkDetector
+
+        landmarks = LandmarkDetector(args.landmarks)
+    print(json.dumps(config.to_dict()))
+    return VideoConverter(model, config, landmark_detector=landmarks)
+
+
+def _run_folder(args, config) -> int:
+    """Batch: every video of the --input folder into the --output folder.
+
+    Prints one line per file (converted, skipped or failed) and a total.
+
+    Returns:
+        int. 0 when no file failed (skipped ones do not count), else 1.
+    """
+    from converter.pipeline import folder_outputs
+
+    pairs = folder_outputs(args.input, args.output, config.codec)
+    if args.dry_run:
+        print(json.dumps(config.to_dict(), indent=2))
+        for source, target in pairs:
+            state = "exists" if target.exists() else "new"
+            print(f"{source} -> {target} ({state})")
+        return 0
+    converter = _converter(args, config)
+    items = converter.convert_folder(
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        log=print,
+        frames_dir=args.frames_dir,
+        max_frames=args.max_frames,
+        progress=not args.no_progress,
+        start=args.start,
+        end=args.end,
+    )
+    counts = {state: 0 for state in ("converted", "skipped", "failed")}
+    for item in items:
+        counts[item.status] += 1
+    print(
+        f"{len(items)} videos: {counts['converted']} converted, "
+        f"{counts['skipped']} skipped (exist; --overwrite replaces), "
+        f"{counts['failed']} failed."
+    )
+    return 1 if counts["failed"] else 0
