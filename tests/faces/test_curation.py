@@ -18,7 +18,7 @@ from faceswap_gan.faces.curation import (
     sharpness,
     yaw_pitch,
 )
-from faceswap_gan.images import read_image, write_image
+from faceswap_gan.images import UnreadableImageWarning, read_image, write_image
 
 SOURCES = Path(__file__).resolve().parents[1] / "data" / "faces"
 BLURRED = 5  # Blurred copies of A's first faces.
@@ -220,9 +220,12 @@ def test_sort_with_a_reference_moves_exactly_the_outliers(
 def test_sort_by_median_identity_dry_run_then_run(tmp_path, faces_a, faces_b, embedder):
     names = make_mixed_folder(tmp_path, faces_a, faces_b)
     faces, masks = tmp_path / "faces", tmp_path / "masks"
+    (faces / "zz_broken.jpg").write_bytes(b"not an image")  # skipped, stays
+    shutil.copy(masks / f"{Path(names['a'][0]).stem}.png", masks / "zz_broken.png")
     files, mask_files = listing(faces), listing(masks)
 
-    plan = curate_faces(faces, masks_dir=masks, dry_run=True, embedder=embedder)
+    with pytest.warns(UnreadableImageWarning, match="zz_broken.jpg"):
+        plan = curate_faces(faces, masks_dir=masks, dry_run=True, embedder=embedder)
 
     assert listing(faces) == files | {"scores.csv"} and listing(masks) == mask_files
     reasons = {Path(s).name: d.parent.name for s, d in plan.moves}
@@ -233,14 +236,21 @@ def test_sort_by_median_identity_dry_run_then_run(tmp_path, faces_a, faces_b, em
     rows = read_rows(faces / "scores.csv")
     assert {n for n, r in rows.items() if r["verdict"] == "reject"} == set(reasons)
     assert all(rows[n]["moved_to"] for n in reasons)  # where each would go
+    assert (rows["zz_broken.jpg"]["verdict"], rows["zz_broken.jpg"]["moved_to"]) == (
+        "skipped",
+        "",
+    )
 
-    done = curate_faces(faces, masks_dir=masks, embedder=embedder)
+    with pytest.warns(UnreadableImageWarning):
+        done = curate_faces(faces, masks_dir=masks, embedder=embedder)
 
     assert done.moves == plan.moves and done.mask_moves == plan.mask_moves
-    assert listing(faces) == set(names["a"]) | {"scores.csv"} | {
+    assert listing(faces) == set(names["a"]) | {"scores.csv", "zz_broken.jpg"} | {
         f"rejected/{d.parent.name}/{d.name}" for _, d in plan.moves
     }
-    assert {p.stem for p in masks.glob("*.png")} == {Path(n).stem for n in names["a"]}
+    assert {p.stem for p in masks.glob("*.png")} == {
+        Path(n).stem for n in names["a"] + ["zz_broken.jpg"]
+    }
 
 
 @pytest.mark.slow
