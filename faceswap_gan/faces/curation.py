@@ -35,8 +35,9 @@ Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
   pairwise medians. Measured on the test crops: same person 0.03-0.50, different
   people 0.66-1.02.
 - blur: `BLUR_MIN_RATIO` = 0.5, half the folder's median sharpness. Within one
-  video the sharpness of its faces spreads by about +-15 %; a Gaussian blur of
-  sigma 1 pixel at 256 px, or a 2x down- and upscale, already divides it by about 3.
+  video the sharpness of its faces spreads over about 0.75-1.3 times its median (test
+  crops); a Gaussian blur of sigma 1 pixel at 256 px, or a 2x down- and upscale,
+  divides it by about 3 (whole 256-px test crops).
 - pose: `MAX_YAW` = `MAX_PITCH` = 45 degrees, the semi-frontal range in which the
   68-point iBUG layout is defined (Multi-PIE and 300-W annotate wider yaw with a
   39-point profile layout); beyond it landmarks, alignment and identity degrade.
@@ -49,10 +50,11 @@ Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
   the thumbnails decide. Measured on 5 x 79 consecutive-frame pairs of shared
   talking-head extracts, the smallest thumbnail RMS was 0.54; on whole extracts of
   three of them (352, 368 and 448 faces) 5, 0 and 3 faces were duplicates, each of a
-  neighbour differing by 1.4-1.5 grey levels RMS in full. A video that repeats
-  frames (the bundled clips were converted from 25 to 30 fps: every 6th frame is the
-  previous one again, under 1 grey level RMS apart) gives real duplicates: some of
-  those repeats are caught, frames with any motion are not.
+  neighbouring frame (the three looked at: 1.4-1.5 grey levels RMS apart in full,
+  no visible change). A video that repeats frames (the bundled clips were converted
+  from 25 to 30 fps: every 6th frame is the previous one again, under 1 grey level
+  RMS apart) gives real duplicates: some of those repeats are caught, frames with
+  any motion are not.
 
 Order of reasons (`REASONS`): every failed check is listed in `scores.csv`; the
 folder is the first of blur, pose, identity, duplicate. Blur wins because a blurred
