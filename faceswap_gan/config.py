@@ -324,6 +324,9 @@ class TrainConfig:
     mixed_precision: bool = False  # Keras "mixed_float16" policy (GPU).
     tensorboard: bool = False  # Also write TensorBoard logs to run_dir/tensorboard.
     eval_every: int = 0  # Periodic held-out evaluation period; 0 = off.
+    # Compile the train step with XLA: True, False, or None = auto (on where it
+    # measured faster: GPU and TPU, not CPU; `training.resolve_jit_compile`).
+    jit_compile: bool | None = None
 
     def __post_init__(self):
         for name, cls in (
@@ -348,6 +351,11 @@ class TrainConfig:
             )
         if self.backup_iters < 0 or self.eval_every < 0:
             raise FaceswapError("backup_iters and eval_every must be >= 0 (0 = off).")
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise FaceswapError(
+                f"jit_compile must be True, False or None (auto: XLA on GPU and "
+                f"TPU); got {self.jit_compile!r}."
+            )
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":

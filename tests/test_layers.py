@@ -73,24 +73,64 @@ def test_self_attention_starts_as_identity_and_learns_gamma():
     assert len(layer.trainable_weights) == 7  # f, g, h kernels and biases + gamma
 
 
-def test_self_attention_matches_numpy_reference():
-    layer = SelfAttention2D(squeeze=8)
-    x = np.random.default_rng(4).normal(size=(1, 3, 3, 16)).astype("float32")
-    layer(x)
-    layer.gamma.assign(0.7)
+def _self_attention_reference(layer, x, gamma):
+    """SAGAN's formula in numpy: gamma * softmax(g f^T) h + x, unscaled scores."""
     (wf, bf), (wg, bg), (wh, bh) = [
-        [keras.ops.convert_to_numpy(w) for w in conv.weights]
+        [keras.ops.convert_to_numpy(w).astype(np.float64) for w in conv.weights]
         for conv in (layer.query, layer.key, layer.value)
     ]
-    flat = x.reshape(9, 16)
-    f, g, h = flat @ wf[0, 0] + bf, flat @ wg[0, 0] + bg, flat @ wh[0, 0] + bh
-    s = g @ f.T
-    beta = np.exp(s - s.max(1, keepdims=True))
-    beta /= beta.sum(1, keepdims=True)
-    expected = 0.7 * (beta @ h).reshape(1, 3, 3, 16) + x
+    batch, rows, cols, channels = x.shape
+    out = []
+    for face in x.astype(np.float64):
+        flat = face.reshape(rows * cols, channels)
+        f, g, h = flat @ wf[0, 0] + bf, flat @ wg[0, 0] + bg, flat @ wh[0, 0] + bh
+        s = g @ f.T
+        beta = np.exp(s - s.max(1, keepdims=True))
+        beta /= beta.sum(1, keepdims=True)
+        out.append(gamma * (beta @ h).reshape(rows, cols, channels) + face)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_self_attention_matches_numpy_reference(fused):
+    layer = SelfAttention2D(squeeze=8, fused=fused)
+    x = np.random.default_rng(4).normal(size=(2, 6, 5, 16)).astype("float32")
+    layer(x)
+    layer.gamma.assign(0.7)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5
+        keras.ops.convert_to_numpy(layer(x)),
+        _self_attention_reference(layer, x, 0.7),
+        rtol=1e-4,
+        atol=1e-5,
     )
+
+
+def test_fused_self_attention_loads_the_explicit_layers_saved_weights(tmp_path):
+    """Same variables: weights saved from the explicit layer load into the fused one
+    (and the other way round) and give the same outputs."""
+    x = np.random.default_rng(7).normal(size=(2, 8, 8, 32)).astype("float32")
+
+    def model(fused):
+        inputs = keras.Input((8, 8, 32))
+        return keras.Model(inputs, SelfAttention2D(fused=fused, name="attn")(inputs))
+
+    explicit = model(False)
+    explicit.get_layer("attn").gamma.assign(1.3)
+    for conv in ("query", "key", "value"):  # non-zero biases, so they count too
+        bias = getattr(explicit.get_layer("attn"), conv).bias
+        bias.assign(np.linspace(-0.5, 0.5, bias.shape[0]).astype("float32"))
+    explicit.save_weights(tmp_path / "old.weights.h5")
+    fused = model(True)
+    fused.load_weights(tmp_path / "old.weights.h5")
+    assert [w.path for w in fused.weights] == [w.path for w in explicit.weights]
+    expected = _self_attention_reference(explicit.get_layer("attn"), x, 1.3)
+    for net in (explicit, fused):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(net(x)), expected, rtol=1e-4, atol=1e-5
+        )
+    assert SelfAttention2D.from_config(
+        fused.get_layer("attn").get_config()
+    ).fused  # the choice is kept in the saved config
 
 
 def test_instancenorm_is_per_sample_per_channel():

@@ -24,6 +24,36 @@ NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
 # each of its two copies (scores, softmax): 8 faces add about 0.7 GB to the process
 # (standard 64 px model, CPU), 16 about 1.2 GB.
 INFERENCE_BATCH = 8
+MIXUP_DRAWS = 4  # Mixup weights per iteration: D of A, D of B, PL of A, PL of B.
+MIXUP_ALPHA = 0.2  # lambda ~ Beta(0.2, 0.2), as v2.2.
+_MIXUP_STREAM = 2  # Third seed word of mixup_lambdas' rng (dataset.py uses 1).
+
+
+def mixup_lambdas(seed: int, step: int) -> np.ndarray:
+    """The mixup weights of training iteration `step`, drawn outside the step.
+
+    A pure function of `(seed, step)`: `np.random.default_rng([seed, step, 2])`
+    draws lambda ~ Beta(0.2, 0.2) (v2.2's mixup) for the D losses of A and B and the
+    perceptual mixups of A and B. Drawn on the host, not in the step, because the
+    Gamma op behind a Beta draw has no XLA kernel; a function of the step, so a
+    resumed run draws the same weights and every replica and worker of a
+    distributed step uses the same ones.
+
+    Args:
+        seed: int >= 0 (TrainConfig.seed).
+        step: int >= 0. The iteration (0 for the first).
+
+    Returns:
+        `(4,)` float32 in [0, 1]: (D of A, D of B, PL of A, PL of B).
+
+    Reference:
+        - Zhang et al., 2018, mixup: Beyond Empirical Risk Minimization
+          (https://arxiv.org/abs/1710.09412); shaoanlu/faceswap-GAN v2.2,
+          `networks/losses.py` (`tf.contrib.distributions.Beta(0.2, 0.2)`, one
+          scalar draw per loss per step).
+    """
+    rng = np.random.default_rng([int(seed), int(step), _MIXUP_STREAM])
+    return rng.beta(MIXUP_ALPHA, MIXUP_ALPHA, MIXUP_DRAWS).astype(np.float32)
 
 
 def _as_list(outputs) -> list:
@@ -45,7 +75,8 @@ class FaceSwapGAN(keras.Model):
         loss_weights: LossWeights.
         perceptual_model: keras.Model or None. Maps (B, R, R, 3) [-1, 1] to 4 feature
             maps (`faceswap_gan.perceptual.build_perceptual_model`); needed for use_PL.
-        seed: int. Seed of the mixup Beta draws.
+        seed: int. Seed of the mixup Beta draws made inside the step (only when
+            `train_step` is not given `mixup_lambdas`).
 
     The update scheme is v2.2's (`FaceswapGANModel.train_one_batch_D/_G`): each
     iteration steps both discriminators on one pair of batches, then generator A
@@ -158,11 +189,22 @@ class FaceSwapGAN(keras.Model):
         alpha, rgb = outputs[-1][..., :1], outputs[-1][..., 1:]
         return outputs[:-1], alpha, rgb, losses.composite(alpha, rgb, warped)
 
-    def _beta(self):
-        """lambda ~ Beta(0.2, 0.2), one scalar per step (mixup)."""
-        return keras.random.beta((), 0.2, 0.2, seed=self.seed_generator)
+    def _lambdas(self, lambdas):
+        """The step's 4 mixup weights (D of A, D of B, PL of A, PL of B), float32.
 
-    def _d_loss(self, net_d, decoder, warped, real):
+        Given (`mixup_lambdas`, drawn outside the step): used as they are, so the
+        step compiles with XLA and every replica of a distributed step mixes with
+        the same weights. None: drawn here, lambda ~ Beta(0.2, 0.2) from the
+        model's SeedGenerator (a Gamma op, which XLA cannot compile)."""
+        if lambdas is None:
+            return keras.random.beta(
+                (MIXUP_DRAWS,), MIXUP_ALPHA, MIXUP_ALPHA, seed=self.seed_generator
+            )
+        lambdas = ops.cast(ops.convert_to_tensor(lambdas), "float32")
+        # A per-example (B, 4) copy (split over replicas like the batch): row 0.
+        return lambdas if len(lambdas.shape) == 1 else lambdas[0]
+
+    def _d_loss(self, net_d, decoder, warped, real, lam):
         """v2.2's `adversarial_loss`, D side, for the masked and the raw fake."""
         _, _, rgb, fake = self._generate(decoder, warped)
         fake, rgb = ops.stop_gradient(fake), ops.stop_gradient(rgb)
@@ -173,7 +215,7 @@ class FaceSwapGAN(keras.Model):
             return losses.lsgan_d(
                 pred_real, net_d(ops.concatenate([fake, warped], -1))
             ) + losses.ralsgan_d(pred_real, net_d(ops.concatenate([rgb, warped], -1)))
-        lam = self._beta()
+        lam = ops.cast(lam, cond_real.dtype)
         return sum(
             losses.mixup_lsgan_d(
                 net_d(lam * cond_real + (1 - lam) * ops.concatenate([f, warped], -1)),
@@ -182,7 +224,7 @@ class FaceSwapGAN(keras.Model):
             for f in (fake, rgb)
         )
 
-    def _g_terms(self, net_d, decoder, other, warped, real, eyes):
+    def _g_terms(self, net_d, decoder, other, warped, real, eyes, lam):
         """Weighted generator terms of one side, by name (REFERENCE 1.3)."""
         w = self.loss_weights
         intermediates, alpha, rgb, fake = self._generate(decoder, warped)
@@ -210,7 +252,7 @@ class FaceSwapGAN(keras.Model):
             * losses.mask_hinge(alpha, self.m_mask)
             + (1 - self.use_hinge) * w.w_mask_l1 * losses.mask_l1(alpha)
             + w.w_mask_tv * losses.mask_total_variation(alpha),
-            "perceptual": self._perceptual(real, rgb, fake),
+            "perceptual": self._perceptual(real, rgb, fake, lam),
         }
         if self.loss_config.use_cyclic_loss:
             # v2.2: the other generator runs on the real target; only this side's
@@ -222,10 +264,10 @@ class FaceSwapGAN(keras.Model):
             )
         return terms
 
-    def _perceptual(self, real, rgb, fake):
+    def _perceptual(self, real, rgb, fake, lam):
         if self.perceptual_model is None:
             return ops.zeros(())
-        lam = self._beta()
+        lam = ops.cast(lam, rgb.dtype)
 
         def compute():
             mixup = lam * rgb + (1 - lam) * fake  # mixup of raw and masked output
@@ -249,18 +291,24 @@ class FaceSwapGAN(keras.Model):
         """One v2.2 iteration: both D steps on `d_batch`, then G_A and G_B on `g_batch`.
 
         Args:
-            data: `(d_batch, g_batch)`, each `((warped, target, eyes) of A, the same of
-                B)`: faces `(B, R, R, 3)` float32 in [-1, 1], eyes `(B, R, R, 1)`.
-                v2.2 draws fresh batches for the D and the G steps.
+            data: `(d_batch, g_batch)` or `(d_batch, g_batch, lambdas)`. The batches
+                are each `((warped, target, eyes) of A, the same of B)`: faces
+                `(B, R, R, 3)` float32 in [-1, 1], eyes `(B, R, R, 1)`; v2.2 draws
+                fresh batches for the D and the G steps. `lambdas`: the mixup
+                weights in [0, 1], float32 `(4,)` (or `(B, 4)` with equal rows, row 0
+                used), from `mixup_lambdas(seed, step)`; they are needed to compile
+                the step with XLA (`jit_compile=True`). Without them the step draws
+                its own from `seed_generator`, which XLA cannot compile.
 
         Returns every loss term by name: "d_a/total", "g_a/adversarial", ...
         """
-        d_batch, g_batch = data
+        d_batch, g_batch, *rest = data
+        lambdas = self._lambdas(rest[0] if rest else None)
         (warped_a, real_a, _), (warped_b, real_b, _) = d_batch
         # 1. Discriminators, both sides, on the current generators' outputs.
         with tf.GradientTape() as tape:
-            d_a = self._d_loss(self.netDA, self.decoder_A, warped_a, real_a)
-            d_b = self._d_loss(self.netDB, self.decoder_B, warped_b, real_b)
+            d_a = self._d_loss(self.netDA, self.decoder_A, warped_a, real_a, lambdas[0])
+            d_b = self._d_loss(self.netDB, self.decoder_B, warped_b, real_b, lambdas[1])
             d_total = d_a + d_b + sum(self.netDA.losses) + sum(self.netDB.losses)
             scaled = self._scale(self.d_optimizer, d_total)
         self._apply(self.d_optimizer, tape, scaled, self.discriminator_variables)
@@ -270,9 +318,11 @@ class FaceSwapGAN(keras.Model):
             ("a", self.netDA, self.decoder_A, self.decoder_B, self.g_optimizer_a),
             ("b", self.netDB, self.decoder_B, self.decoder_A, self.g_optimizer_b),
         )
-        for (side, net_d, decoder, other, optimizer), batch in zip(sides, g_batch):
+        for i, ((side, net_d, decoder, other, optimizer), batch) in enumerate(
+            zip(sides, g_batch)
+        ):
             with tf.GradientTape() as tape:
-                terms = self._g_terms(net_d, decoder, other, *batch)
+                terms = self._g_terms(net_d, decoder, other, *batch, lambdas[2 + i])
                 decay = sum(self.encoder.losses) + sum(decoder.losses)
                 total = sum(terms.values()) + decay
                 scaled = self._scale(optimizer, total)
