@@ -59,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=curation.IDENTITY_MAX_DISTANCE,
         help="cosine distance in (0, 2] above which a face is another person "
-        f"(default {curation.IDENTITY_MAX_DISTANCE}, deepface's ArcFace threshold)",
+        f"(default {curation.IDENTITY_MAX_DISTANCE}, FaceFusion's; as convert's "
+        "--similarity-threshold 0.4)",
     )
     limits.add_argument(
         "--min-sharpness-ratio",

@@ -29,9 +29,11 @@ landmark search both identity embedders use):
 
 Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
 
-- identity: `IDENTITY_MAX_DISTANCE` = 0.68, the cosine distance deepface uses to
-  decide "same person" for ArcFace-type embeddings (tuned on LFW; MobileFaceNet here
-  is trained with an ArcFace-type loss). It is a pairwise threshold, hence the
+- identity: `IDENTITY_MAX_DISTANCE` = 0.6, FaceFusion's default face-selector
+  distance (`reference_face_distance` on `1 - cos` of its ArcFace-family
+  recogniser; MobileFaceNet here is trained with an ArcFace-type loss), the same
+  threshold as `convert --reference` (`converter.selection`, cosine 0.4). deepface's
+  LFW-tuned ArcFace threshold, 0.68, is close. It is a pairwise threshold, hence the
   pairwise medians. Measured on the test crops: same person 0.03-0.50, different
   people 0.66-1.02.
 - blur: `BLUR_MIN_RATIO` = 0.5, half the folder's median sharpness. Within one
@@ -70,8 +72,9 @@ References:
     - J. L. Pech-Pacheco, G. Cristobal, J. Chamorro-Martinez, J. Fernandez-Valdivia,
       "Diatom autofocusing in brightfield microscopy: a comparative study", ICPR 2000
       (variance of the Laplacian as a focus measure).
-    - S. I. Serengil, deepface, `deepface/modules/verification.py` `find_threshold`
-      (ArcFace cosine-distance threshold 0.68).
+    - FaceFusion (facefusion/facefusion), `reference_face_distance` default 0.6 of
+      its face selector; S. I. Serengil, deepface, `deepface/modules/verification.py`
+      `find_threshold` (ArcFace cosine-distance threshold 0.68).
     - R. Gross et al., "Multi-PIE", Image and Vision Computing 2010; C. Sagonas et
       al., "300 Faces in-the-Wild Challenge", ICCV-W 2013 (68 points up to 45 degrees
       of yaw).
@@ -103,7 +106,7 @@ from faceswap_gan.images import (
 REJECTED = "rejected"  # Subfolder of the face (and mask) folder for moved files.
 SCORES_FILE = "scores.csv"
 REASONS = ("blur", "pose", "identity", "duplicate")  # Precedence: first failed wins.
-IDENTITY_MAX_DISTANCE = 0.68  # Cosine distance; deepface's ArcFace threshold.
+IDENTITY_MAX_DISTANCE = 0.6  # Cosine distance; FaceFusion's default (1 - 0.4).
 BLUR_MIN_RATIO = 0.5  # Sharpness / folder median below this: blurred.
 MAX_YAW = 45.0  # Degrees; the semi-frontal range of the 68-point layout.
 MAX_PITCH = 45.0  # Degrees.
