@@ -1,0 +1,110 @@
+"""Keyframe detection with ONet-tracked faces, against full MTCNN on the real clips."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from faceswap_gan.errors import FaceswapError
+from faceswap_gan.evaluation import geometry
+from faceswap_gan.faces.keyframes import KeyframeDetector, ThreadedMap
+from faceswap_gan.faces.tracking import box_iou
+
+
+@pytest.mark.slow
+def test_landmarks_stay_within_two_percent_of_full_detection(
+    detector, clip_a, first_frames
+):
+    from faceswap_gan.faces.landmarks import LandmarkDetector
+
+    frames = first_frames(clip_a, 30)
+    full = [detector.detect(frame) for frame in frames]
+    fast_detector = KeyframeDetector(detector, fps=30, keyframe_seconds=0.25)
+    fast = [fast_detector.detect(frame) for frame in frames]
+    assert all(len(f) == 1 for f in full) and all(len(f) == 1 for f in fast)
+    # Most frames were tracked, not detected: the property is about the tracking.
+    assert fast_detector.counts["keyframes"] <= 5
+    # Inter-ocular distance as the project defines it (outer eye corners of the
+    # 68-point net, geometry.inter_ocular_distance), on the full detection's box.
+    landmarker = LandmarkDetector("face_api")
+    errors = []
+    for frame, a, b in zip(frames, full, fast):
+        outer = landmarker.detect(frame, a[0].box[None])[0]
+        distance = np.linalg.norm(a[0].landmarks5 - b[0].landmarks5, axis=1).mean()
+        errors.append(distance / geometry.inter_ocular_distance(outer))
+    assert np.mean(errors) <= 0.02
+    assert np.max(errors) <= 0.05  # No frame where the track slipped off the face.
+    # The box shakes no more than full detection's (jitter: mean |2nd difference|).
+    jitter_full = geometry.jitter(np.stack([f[0].box for f in full]))
+    jitter_fast = geometry.jitter(np.stack([f[0].box for f in fast]))
+    assert jitter_fast <= jitter_full
+
+
+@pytest.mark.slow
+def test_a_lost_face_is_redetected_at_once(detector, clip_a, clip_b, first_frames):
+    frames_a = first_frames(clip_a, 4)
+    frame_b = first_frames(clip_b, 1)[0]
+    fast = KeyframeDetector(detector, fps=30, keyframe_seconds=10)  # No scheduled one.
+    for frame in frames_a:
+        assert len(fast.detect(frame)) == 1
+    # Cut to a frame without a face: the track's ONet score falls, a full detection
+    # runs on that same frame, and nothing is returned.
+    assert fast.detect(np.full_like(frames_a[0], 40)) == []
+    assert fast.counts["redetections"] == 1
+    # Cut to the other clip with its face moved away from where the track was.
+    moved = np.ascontiguousarray(np.roll(frame_b, (-150, 170), axis=(0, 1)))
+    expected = detector.detect(moved)
+    assert len(expected) == 1
+    got = fast.detect(moved)
+    assert len(got) == 1
+    assert box_iou(got[0].box[None], expected[0].box[None])[0, 0] > 0.8
+    # Back on clip A with the face in its old place: the track on the moved face is
+    # lost on this frame and A's face is found in it.
+    expected = detector.detect(frames_a[0])
+    got = fast.detect(frames_a[0])
+    assert fast.counts["redetections"] == 2
+    assert box_iou(got[0].box[None], expected[0].box[None])[0, 0] > 0.8
+    assert fast.counts["keyframes"] == 4  # first frame + the three cuts
+
+
+def test_keyframe_interval_follows_fps_and_arguments_are_checked(detector):
+    assert KeyframeDetector(detector, fps=30, keyframe_seconds=0.25).interval == 8
+    assert KeyframeDetector(detector, fps=60, keyframe_seconds=0.25).interval == 15
+    assert KeyframeDetector(detector, fps=25, keyframe_seconds=0).interval == 0
+    for kwargs in (
+        {"fps": 0},
+        {"fps": float("nan")},
+        {"keyframe_seconds": -1},
+        {"new_face_fraction": 0},
+        {"min_proposal_iou": 1.0},
+    ):
+        with pytest.raises(FaceswapError):
+            KeyframeDetector(detector, **kwargs)
+
+
+def test_threaded_map_keeps_order_bounds_memory_and_raises():
+    produced, consumed = [], []
+    lock = threading.Lock()
+
+    def items():
+        for i in range(50):
+            with lock:
+                produced.append(i)
+                # Reading runs at most two queues (+ one in each thread) ahead.
+                assert len(produced) - len(consumed) <= 2 * 3 + 3
+            yield i
+
+    for result in ThreadedMap(lambda x: x * x, items(), depth=3):
+        with lock:
+            consumed.append(result)
+    assert consumed == [i * i for i in range(50)]
+
+    def fail(x):
+        if x == 5:
+            raise KeyError("boom")
+        return x
+
+    with pytest.raises(KeyError, match="boom"):
+        list(ThreadedMap(fail, range(10), depth=2))
+    with pytest.raises(FaceswapError):
+        ThreadedMap(fail, range(3), depth=0)
