@@ -44,10 +44,11 @@ Two formats:
   (`out_celeb_face_mask`), the mask this project's converter blends with.
 
 The hosts crop faces with their own alignment (FaceFusion: the 5-point
-`dfl_whole_face` template, `faceswap_gan.faces.alignment.TEMPLATES`; DeepFaceLive:
-its 68-point aligner), so a model trained on this project's default crops sees
-differently framed faces there; `extract --alignment dfl_whole_face` makes training
-crops framed as FaceFusion frames them.
+`dfl_whole_face` template; DeepFaceLive: its landmark aligner, coverage 2.2 by
+default), so a model trained on this project's default crops sees differently framed
+faces there. `extract --alignment dfl_whole_face` makes training crops framed as
+FaceFusion frames them, `--alignment deepfacelive` as DeepFaceLive does with a
+68-point marker (`faceswap_gan.faces.alignment`).
 """
 
 from __future__ import annotations

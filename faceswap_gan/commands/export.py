@@ -10,8 +10,9 @@ outputs `alpha` (N, S, S, 1) in [0, 1] and `rgb` (N, S, S, 3) RGB in [-1, 1].
 deep_swapper load: input `in_face:0` (N, S, S, 3) float32 BGR in [0, 1]; outputs
 `out_face_mask:0`, `out_celeb_face:0` (BGR in [0, 1]), `out_celeb_face_mask:0`.
 Those hosts crop faces with their own alignment template, so the swap there is only
-as good as their crops are close to the ones the model was trained on (see
-`extract --alignment`).
+as good as their crops are close to the ones the model was trained on: train on
+faces from `extract --alignment dfl_whole_face` (FaceFusion) or `--alignment
+deepfacelive` (DeepFaceLive).
 
 The file is written to a temporary name and renamed when complete; an existing
 --output is refused unless --overwrite is given.

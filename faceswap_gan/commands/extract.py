@@ -120,10 +120,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--alignment",
         default="default",
-        choices=("default", "dfl_whole_face"),
-        help="crop template: default (this project's; what convert uses) | "
+        choices=("default", "dfl_whole_face", "deepfacelive"),
+        help="crop framing: default (this project's; what convert uses) | "
         "dfl_whole_face (FaceFusion's crop for .dfm models: train on these to "
-        "export --format dfm for FaceFusion's deep_swapper)",
+        "export --format dfm for FaceFusion's deep_swapper) | deepfacelive "
+        "(DeepFaceLive's 68-point aligner at its default coverage 2.2)",
     )
     return parser
 

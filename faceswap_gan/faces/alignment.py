@@ -48,23 +48,134 @@ DFL_WHOLE_FACE_LANDMARKS_5 = np.array(
     ],
     np.float64,
 )
-# Alignment templates by name: "default" (this project's, faceswap-GAN v2.2) and
-# "dfl_whole_face" (FaceFusion's crop for .dfm models).
+# Five-point alignment templates by name: "default" (this project's, faceswap-GAN
+# v2.2) and "dfl_whole_face" (FaceFusion's crop for .dfm models). "deepfacelive"
+# (ALIGNMENTS) needs 68 landmarks: `deepfacelive_matrix`.
 TEMPLATES = {
     "default": TARGET_LANDMARKS_5,
     "dfl_whole_face": DFL_WHOLE_FACE_LANDMARKS_5,
 }
 
 
-def check_template(template: str) -> np.ndarray:
-    """The `(5, 2)` (x, y) fractions of template `template`.
+# DeepFaceLive's 68-point aligner (xlib/face/FLandmarks2D.py at fc7b787): the mean
+# face of `uni_landmarks_68` (L267-304) in a unit square, fitted (Umeyama) to the
+# landmarks 17-35 (brows, nose), 36, 39, 42, 45 (eye corners), 48, 54 (mouth corners)
+# (L135-136); the crop square is then grown about its centre by `coverage` (L150-194).
+DEEPFACELIVE_POINTS_68 = list(range(17, 36)) + [36, 39, 42, 45, 48, 54]
+DEEPFACELIVE_UNI_LANDMARKS_68 = np.array(
+    [
+        (0.000213256, 0.106454),
+        (0.0752622, 0.038915),
+        (0.18113, 0.0187482),
+        (0.29077, 0.0344891),
+        (0.393397, 0.0773906),
+        (0.586856, 0.0773906),
+        (0.689483, 0.0344891),
+        (0.799124, 0.0187482),
+        (0.904991, 0.038915),
+        (0.98004, 0.106454),
+        (0.490127, 0.203352),
+        (0.490127, 0.307009),
+        (0.490127, 0.409805),
+        (0.490127, 0.515625),
+        (0.36688, 0.587326),
+        (0.426036, 0.609345),
+        (0.490127, 0.628106),
+        (0.554217, 0.609345),
+        (0.613373, 0.587326),
+        (0.121737, 0.216423),
+        (0.334606, 0.231733),
+        (0.645647, 0.231733),
+        (0.858516, 0.216423),
+        (0.254149, 0.780233),
+        (0.726104, 0.780233),
+    ],
+    np.float64,
+)
+# DeepFaceLive's FaceAligner defaults (apps/DeepFaceLive/backend/FaceAligner.py
+# L62-85, L173-179): coverage 2.2, x offset 0, y offset 0 - 0.08.
+DEEPFACELIVE_COVERAGE = 2.2
+DEEPFACELIVE_Y_OFFSET = -0.08
+
+
+def deepfacelive_matrix(
+    landmarks68: np.ndarray,
+    size: int,
+    coverage: float = DEEPFACELIVE_COVERAGE,
+    y_offset: float = DEEPFACELIVE_Y_OFFSET,
+) -> np.ndarray:
+    """DeepFaceLive's face crop from 68 landmarks (its FROM_POINTS aligner with a
+    68-point marker, default settings), as a `(2, 3)` frame -> crop matrix.
+
+    `FLandmarks2D.calc_cut` (xlib/face/FLandmarks2D.py L112-197 at fc7b787): Umeyama
+    fit of `DEEPFACELIVE_POINTS_68` onto `DEEPFACELIVE_UNI_LANDMARKS_68`; the unit
+    square's corners and centre back in the frame; the centre moved by `y_offset`
+    times the square's vertical side; a square with half-diagonal `coverage` times
+    the corner-centre distance, along the unit square's diagonals, mapped onto
+    `(0, 0), (size, 0), (size, size)`. (DeepFaceLive's default marker is Google
+    FaceMesh, 468 points, with its own template; with its OpenCV LBF 68-point marker
+    it uses this one.)
+
+    Args:
+        landmarks68: `(68, 2)` (x, y) frame pixels, iBUG-68 order
+            (`faces.landmarks.LandmarkDetector`).
+        size: int >= 8. Crop side in pixels.
+        coverage: float > 0. DeepFaceLive's "face coverage" (default 2.2).
+        y_offset: float. Its "y offset" minus 0.08 (the aligner's own shift).
+
+    Returns:
+        np.ndarray `(2, 3)` float64, frame pixels -> crop pixels.
 
     Raises:
-        FaceswapError: unknown name (the message lists `TEMPLATES`).
+        ValueError: bad landmark shape or degenerate points.
+    """
+    landmarks68 = np.asarray(landmarks68, np.float64)
+    if landmarks68.shape != (68, 2):
+        raise ValueError(
+            f"landmarks68 must have shape (68, 2); got {landmarks68.shape}."
+        )
+    to_unit = umeyama(
+        landmarks68[DEEPFACELIVE_POINTS_68], DEEPFACELIVE_UNI_LANDMARKS_68
+    )
+    corners = [(0, 0), (1, 0), (1, 1), (0, 1), (0.5, 0.5)]
+    g_p = transform_points(np.array(corners, np.float64), np.linalg.inv(to_unit)[:2])
+    g_p = g_p.astype(np.float64)
+    centre = g_p[4].copy()
+    tb_diag = (g_p[2] - g_p[0]) / np.linalg.norm(g_p[2] - g_p[0])
+    bt_diag = (g_p[1] - g_p[3]) / np.linalg.norm(g_p[1] - g_p[3])
+    mod = np.linalg.norm(g_p[4] - g_p[0]) * float(coverage)
+    centre += (g_p[3] - g_p[0]) * float(y_offset)
+    src = np.array(
+        [centre - tb_diag * mod, centre + bt_diag * mod, centre + tb_diag * mod],
+        np.float32,
+    )
+    dst = np.array([(0, 0), (size, 0), (size, size)], np.float32)
+    return cv2.getAffineTransform(src, dst).astype(np.float64)
+
+
+# Every crop framing `extract --alignment` offers.
+ALIGNMENTS = ("default", "dfl_whole_face", "deepfacelive")
+
+
+def check_alignment(name: str) -> str:
+    """`name` if it is one of `ALIGNMENTS`; else FaceswapError listing them."""
+    if name not in ALIGNMENTS:
+        raise FaceswapError(f"alignment must be one of {ALIGNMENTS}; got {name!r}.")
+    return name
+
+
+def check_template(template: str) -> np.ndarray:
+    """The `(5, 2)` (x, y) fractions of five-point template `template`.
+
+    Raises:
+        FaceswapError: unknown name (the message lists `ALIGNMENTS`; "deepfacelive"
+            is not a five-point template, use `deepfacelive_matrix`).
     """
     if template not in TEMPLATES:
+        check_alignment(template)
         raise FaceswapError(
-            f"alignment must be one of {tuple(TEMPLATES)}; got {template!r}."
+            f"alignment {template!r} needs 68 landmarks (deepfacelive_matrix), not a "
+            f"five-point template; five-point ones: {tuple(TEMPLATES)}."
         )
     return TEMPLATES[template]
 

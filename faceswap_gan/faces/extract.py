@@ -49,7 +49,8 @@ from tqdm.auto import tqdm
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import (
     align,
-    check_template,
+    check_alignment,
+    deepfacelive_matrix,
     transform_points,
     warp_to_crop,
 )
@@ -291,10 +292,13 @@ def extract_faces(
         landmark_backend: str. `LandmarkDetector` backend for the 68-point masks.
         threshold: float. Same-person L2 embedding distance for `reference` (0.6).
         progress: bool. Show a tqdm bar.
-        alignment: str. Crop template (`faceswap_gan.faces.alignment.TEMPLATES`):
-            "default" (this project's; the converter aligns this way) or
-            "dfl_whole_face" (FaceFusion's crop for .dfm models). The reference
-            filter always compares default-aligned crops (what the embedder expects).
+        alignment: str. Crop framing (`faceswap_gan.faces.alignment.ALIGNMENTS`):
+            "default" (this project's; the converter aligns this way),
+            "dfl_whole_face" (FaceFusion's crop for .dfm models, five points) or
+            "deepfacelive" (DeepFaceLive's 68-point aligner at its default settings,
+            `alignment.deepfacelive_matrix`, on `landmark_backend` landmarks; black
+            outside the frame as there). The reference filter always compares
+            default-aligned crops (what the embedder expects).
         append: bool. Keep the faces of an earlier extract in `output_dir` and add the
             new ones (named `{input stem}_frame{N}face{i}.jpg`); faces.csv keeps the
             old rows and adds the new ones.
@@ -320,7 +324,7 @@ def extract_faces(
         )
     if int(every) < 1 or int(size) < 8:
         raise FaceswapError(f"every must be >= 1 and size >= 8; got {every}, {size}.")
-    check_template(alignment)
+    check_alignment(alignment)
     root = Path(output_dir) / "faces"
     earlier = _earlier_outputs(root)
     _check_output_state(root, earlier, append, overwrite)
@@ -329,11 +333,12 @@ def extract_faces(
     embedder, ref = (None, None)
     if reference is not None:
         embedder, ref = _reference_embedding(reference, detector, size)
-    landmark_detector = None
-    if not crude_masks:
+    landmark_detector = points_detector = None
+    if not crude_masks or alignment == "deepfacelive":
         from faceswap_gan.faces.landmarks import LandmarkDetector
 
-        landmark_detector = LandmarkDetector(backend=landmark_backend)
+        points_detector = LandmarkDetector(backend=landmark_backend)
+        landmark_detector = None if crude_masks else points_detector
     report = ExtractReport(
         output_dir=root, frames_total=total, csv_path=root / "faces.csv"
     )
@@ -347,6 +352,7 @@ def extract_faces(
         remove_partials(root / sub)  # Temporary files of a killed earlier run.
     remove_partials(root)
     step = _FrameStep(detector, landmark_detector, size, root, alignment=alignment)
+    step.points_detector = points_detector
     if append:
         step.prefix = f"{source.stem}_"
         step.taken = _taken_stems(root, old_rows)
@@ -417,12 +423,13 @@ class _FrameStep:
     embedder: object | None = None  # FaceEmbedder when a reference photo is given
     reference: np.ndarray | None = None  # (128,) embedding of the reference face
     threshold: float = 0.6
-    alignment: str = "default"  # alignment.TEMPLATES name of the written crops
+    alignment: str = "default"  # alignment.ALIGNMENTS name of the written crops
+    points_detector: object | None = None  # 68-point landmarks for "deepfacelive"
 
     def __call__(self, frame, index, source) -> tuple[int, int, list[str]]:
         """Returns (faces kept, faces rejected as another person, names written)."""
         faces = self.detector.detect(frame)
-        aligned = [align(frame, f.landmarks5, self.size, self.alignment) for f in faces]
+        aligned = self._align(frame, faces)
         distances = [None] * len(faces)
         if self.embedder is not None and faces:
             crops = [crop for crop, _ in aligned]
@@ -449,6 +456,22 @@ class _FrameStep:
             self.writer.writerow(_csv_row(name, index, i, source, face, distances[k]))
             names.append(name)
         return len(faces), len(distances) - len(faces), names
+
+    def _align(self, frame, faces) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(crop, frame -> crop matrix) per face, framed as `self.alignment` says."""
+        if self.alignment != "deepfacelive":
+            return [
+                align(frame, f.landmarks5, self.size, self.alignment) for f in faces
+            ]
+        if not faces:
+            return []
+        points = self.points_detector.detect(frame, np.stack([f.box for f in faces]))
+        matrices = [deepfacelive_matrix(p, self.size) for p in points]
+        # DeepFaceLive's cut: cv2.warpAffine with the default (linear, black) border.
+        return [
+            (warp_to_crop(frame, m, self.size, border=cv2.BORDER_CONSTANT), m)
+            for m in matrices
+        ]
 
     def _name(self, stem: str) -> str:
         """`stem.jpg`, or `stem-2.jpg`, `stem-3.jpg`, ... when `stem` is taken."""

@@ -188,3 +188,80 @@ def test_unknown_alignment_template_is_refused(frame_and_face):
     frame, face = frame_and_face
     with pytest.raises(ValueError, match="alignment must be one of"):
         align(frame, face.landmarks5, 64, "whole_face")
+
+
+def _dfl_umeyama(src, dst):
+    """DeepFaceLive's `Affine2DMat.umeyama` (xlib/math/Affine2DMat.py L42-110 at
+    fc7b787), full-rank case, with scale: (2, 3)."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_demean, dst_demean = src - src_mean, dst - dst_mean
+    a = np.dot(dst_demean.T, src_demean) / len(src)
+    d = np.ones((2,))
+    if np.linalg.det(a) < 0:
+        d[1] = -1
+    t = np.eye(3)
+    u, s, v = np.linalg.svd(a)
+    t[:2, :2] = np.dot(u, np.dot(np.diag(d), v))
+    scale = 1.0 / src_demean.var(axis=0).sum() * np.dot(s, d)
+    t[:2, 2] = dst_mean - scale * np.dot(t[:2, :2], src_mean.T)
+    t[:2, :2] *= scale
+    return t[:2]
+
+
+def _deepfacelive_cut(frame, lmrks, size, coverage=2.2, y_offset=-0.08):
+    """DeepFaceLive's `FLandmarks2D.calc_cut` + `cut` for 68 points (FLandmarks2D.py
+    L112-234), as FaceAligner calls it by default (coverage 2.2, y offset -0.08)."""
+    from faceswap_gan.faces.alignment import DEEPFACELIVE_UNI_LANDMARKS_68 as uni
+
+    picked = np.concatenate(
+        [lmrks[17:36], lmrks[36:37], lmrks[39:40], lmrks[42:43], lmrks[45:46]]
+        + [lmrks[48:49], lmrks[54:55]]
+    )
+    mat = _dfl_umeyama(picked, uni)
+    inv = cv2.invertAffineTransform(mat)
+    pts = np.array([(0, 0), (1, 0), (1, 1), (0, 1), (0.5, 0.5)], np.float64)
+    g_p = pts @ inv[:, :2].T + inv[:, 2]
+    g_c = g_p[4].copy()
+
+    def unit(p1, p2):
+        x = (p2 - p1).astype(np.float32)
+        return x / np.linalg.norm(x)
+
+    tb_diag_vec, bt_diag_vec = unit(g_p[0], g_p[2]), unit(g_p[3], g_p[1])
+    mod = np.linalg.norm(g_p[4] - g_p[0]) * coverage
+    g_c += (g_p[3] - g_p[0]).astype(np.float32) * y_offset
+    l_t = np.array(
+        [g_c - tb_diag_vec * mod, g_c + bt_diag_vec * mod, g_c + tb_diag_vec * mod],
+        np.float32,
+    )
+    matrix = cv2.getAffineTransform(l_t, np.float32(((0, 0), (size, 0), (size, size))))
+    return cv2.warpAffine(frame, matrix, (size, size)), matrix
+
+
+def test_deepfacelive_crop_is_deepfacelives_cut_on_real_landmarks(detector):
+    """`deepfacelive_matrix` on real 68-point landmarks of both bundled clips equals
+    DeepFaceLive's cut reimplemented from its source (corners within 0.05 px, crops
+    within 0.5 grey level), and frames the face wider than the default crop."""
+    from faceswap_gan.faces.alignment import alignment_matrix, deepfacelive_matrix
+    from faceswap_gan.faces.landmarks import LandmarkDetector
+
+    marker = LandmarkDetector()
+    for clip in ("person_a.mp4", "person_b.mp4"):
+        _, frame = next(iter_video_frames(SAMPLES / clip, every=1))
+        face = detector.detect(frame)[0]
+        points = marker.detect(frame, face.box[None])[0]
+        matrix = deepfacelive_matrix(points, 224)
+        crop = warp_to_crop(frame, matrix, 224, border=cv2.BORDER_CONSTANT)
+        theirs, their_matrix = _deepfacelive_cut(frame, points.astype(np.float64), 224)
+        corners = np.array([[0, 0], [224, 0], [0, 224], [224, 224]], float)
+        back = transform_points(corners, cv2.invertAffineTransform(matrix))
+        their_back = transform_points(corners, cv2.invertAffineTransform(their_matrix))
+        diff = np.abs(crop.astype(int) - theirs.astype(int)).mean()
+        print(
+            f"{clip}: corners {np.abs(back - their_back).max():.4f} px, crop mean "
+            f"diff {diff:.3f}"
+        )
+        assert np.abs(back - their_back).max() < 0.05 and diff < 0.5
+        default = alignment_matrix(face.landmarks5, 224)
+        scale = np.sqrt(np.linalg.det(matrix[:, :2]) / np.linalg.det(default[:, :2]))
+        assert 0.4 < scale < 0.9  # a wider framing than the default crop

@@ -241,3 +241,33 @@ def test_extract_alignment_dfl_whole_face_writes_facefusions_crops(
             assert mask[int(y), int(x)] > 0.5  # the eyes where this template puts them
     with pytest.raises(ValueError, match="alignment must be one of"):
         extract_faces(SAMPLES / "person_b.mp4", tmp_path / "x", alignment="whole")
+
+
+@pytest.mark.slow
+def test_extract_alignment_deepfacelive_writes_its_cut(tmp_path, capsys):
+    """`extract --alignment deepfacelive`: each aligned face is DeepFaceLive's cut
+    (`deepfacelive_matrix`) of the 68 landmarks in its faces.csv box."""
+    from faceswap_gan.cli import main
+    from faceswap_gan.faces.alignment import deepfacelive_matrix, transform_points
+    from faceswap_gan.faces.landmarks import LandmarkDetector
+
+    argv = ["extract", "--input", str(SAMPLES / "person_b.mp4"), "--output"]
+    argv += [str(tmp_path), "--every", "90", "--size", "128"]
+    assert main(argv + ["--alignment", "deepfacelive"]) == 0
+    rows = read_rows(tmp_path / "faces" / "faces.csv")
+    frames = dict(iter_video_frames(SAMPLES / "person_b.mp4", every=90))
+    marker = LandmarkDetector()
+    assert len(rows) == 2
+    for row in rows:
+        frame = frames[int(row["frame"])]
+        box = np.array([[float(row[k]) for k in ("x0", "y0", "x1", "y1")]])
+        points = marker.detect(frame, box)[0]
+        matrix = deepfacelive_matrix(points, 128)
+        expected = cv2.warpAffine(frame, matrix, (128, 128))
+        written = read_image(tmp_path / "faces" / "aligned_faces" / row["file"])
+        diff = np.abs(written.astype(int) - expected).mean()
+        print(f"{row['file']}: mean |written - DeepFaceLive's cut| = {diff:.2f}")
+        assert diff < 3
+        mask = read_mask(tmp_path / "faces" / "binary_masks_eyes" / row["file"])
+        for x, y in transform_points(points[[37, 44]], matrix):  # upper eyelids
+            assert mask[int(round(y)), int(round(x))] > 0.5
