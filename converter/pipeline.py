@@ -472,8 +472,9 @@ class VideoConverter:
 
         Args:
             input_path: str | Path. The video of the faces to replace.
-            output_path: str | Path. The H.264 video to write (tagged as synthetic):
-                .mp4, .mov, .m4v or .mkv (`faceswap_gan.video.VIDEO_SUFFIXES`).
+            output_path: str | Path. The video to write (tagged as synthetic), in
+                `config.codec` (H.264 by default): .mp4, .mov, .m4v or .mkv
+                (`faceswap_gan.video.VIDEO_SUFFIXES`; the lossless codec: .mkv).
             max_frames: int | None. Convert only the first `max_frames` frames (the
                 audio is cut to match); None = all.
             progress: bool. Show a tqdm progress bar.
@@ -495,7 +496,10 @@ class VideoConverter:
             FaceswapError: `max_frames` < 1; an output suffix not in VIDEO_SUFFIXES;
                 unreadable input (or not one frame decodable); the output is the input
                 (same path, symlink or hard link); the output exists and `overwrite`
-                is False, or is not a regular file. All raised before writing.
+                is False, or is not a regular file; a container that cannot hold
+                `config.codec`; bad `start`/`end` (`frame_span`); `frames_dir`
+                holds frames and `overwrite` is False; a reference photo that is
+                unreadable or shows no face or several. All raised before writing.
             OSError: the output cannot be written (full disk, read-only folder);
                 nothing is left at `output_path` or beside it.
         """

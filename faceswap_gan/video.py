@@ -6,9 +6,10 @@ input's audio copied, `read_metadata` reads container tags.
 
 Memory stays flat in the video's length: frames are decoded and encoded one at a time
 and audio packets are remuxed as the video advances. Frames are `(H, W, 3) uint8 RGB`.
-The writer makes H.264 (libx264, yuv420p) MP4, copies the input's audio packets
-unchanged (no re-encode; the original kept audio through moviepy, which re-encoded it),
-and marks the container as synthetic media (DESIGN.md section 7).
+The writer makes H.264 (libx264, yuv420p) by default, or H.265 (libx265) or lossless
+FFV1 RGB (`CODECS`), copies the input's audio packets unchanged (no re-encode; the
+original kept audio through moviepy, which re-encoded it), optionally from a start
+time, and marks the container as synthetic media (DESIGN.md section 7).
 
 Nothing is half-written: the writer encodes into a hidden temporary file next to the
 output (`files.atomic_output`, same suffix so FFmpeg picks the same format) and renames
@@ -558,9 +559,12 @@ class VideoWriter:
 def read_metadata(path: str | Path) -> dict[str, str]:
     """Container-level metadata tags of a media file (e.g. to check the synthetic tag).
 
+    Keys are lower-cased: Matroska (.mkv) stores tag names in capitals
+    ("SYNTHETIC_MEDIA"), MP4/MOV as written ("synthetic_media").
+
     Raises:
         FileNotFoundError: `path` does not exist.
         FaceswapError: FFmpeg cannot open the file.
     """
     with _open_input(Path(path)) as container:
-        return dict(container.metadata)
+        return {key.lower(): value for key, value in container.metadata.items()}

@@ -17,7 +17,7 @@ from faceswap_gan.video import CODECS, VideoReader, check_codec, read_metadata
 
 def _tagged_with_audio(path):
     """The output has an audio stream and the synthetic-media tags."""
-    tags = {key.lower(): value for key, value in read_metadata(path).items()}
+    tags = read_metadata(path)  # Lower-case keys, also from .mkv.
     return VideoReader(path).has_audio and tags.get("synthetic_media") == "true"
 
 
