@@ -69,6 +69,17 @@ def reference_photo(faces_b):
     return list_images(faces_b)[0]  # A crop of person_b's footage.
 
 
+class _Counting:
+    """The real detector, counting its calls."""
+
+    def __init__(self, detector):
+        self.detector, self.calls = detector, 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return self.detector.detect(frame)
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, clip_a, clip_b, tiny_model, detector, reference_photo):
     """{"plain"|"cut": (input, output, report)} converted with the reference."""
@@ -79,12 +90,15 @@ def converted(tmp_path_factory, clip_a, clip_b, tiny_model, detector, reference_
         codec="lossless",
         reference=(str(reference_photo),),
     )
-    converter = VideoConverter(tiny_model, config, detector)
+    counting = _Counting(detector)
+    converter = VideoConverter(tiny_model, config, counting)
     out = {}
     for name in ("plain", "cut"):
         source = _two_person_clip(folder / f"{name}.mp4", clip_a, clip_b, name == "cut")
         output = folder / f"{name}_out.mkv"
+        counting.calls = 0
         report = converter.convert(source, output, progress=False)
+        report.detector_calls = counting.calls
         out[name] = (source, output, report)
     return out
 
@@ -105,6 +119,9 @@ def test_only_the_reference_person_is_swapped(converted):
         else:
             assert track.mean_similarity < DEFAULT_SIMILARITY_THRESHOLD
     assert "swapped" in report.summary() and "kept" in report.summary()
+    # Detection ran once per frame (pass 1), plus once on the reference photo the
+    # first time; pass 2 swapped from the stored tracks.
+    assert report.detector_calls in (FRAMES, FRAMES + 1)
     # Output keeps the audio and the synthetic-media tags.
     assert VideoReader(output).has_audio
     assert read_metadata(output)["synthetic_media"] == "true"
