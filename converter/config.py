@@ -171,7 +171,8 @@ class ConverterConfig:
     # not by a vote against these photos (`converter.selection`).
     reference: tuple[str, ...] = ()
     # [-1, 1]: cosine similarity (MobileFaceNet) at or above which a face votes for
-    # the reference; 0.4 is FaceFusion's default (see `converter.selection`).
+    # the reference; 0.4 = `faceswap_gan.faces.identity.SAME_PERSON_COSINE`,
+    # FaceFusion's default (a test keeps the two equal).
     similarity_threshold: float = 0.4
     # Output video encoding (`faceswap_gan.video.CODECS`): "h264", "h265" or
     # "lossless" (FFV1 RGB, exact frames; .mkv output only).

@@ -27,13 +27,9 @@ no frame and no embedding is stored beyond a batch, so memory stays flat in pixe
 Pass 2 (in `converter.pipeline`) decodes again and swaps the chosen tracks' faces from
 these records, without detecting again.
 
-Default threshold: `DEFAULT_SIMILARITY_THRESHOLD` = 0.4 cosine. It is FaceFusion's
-default face selector setting (`reference_face_distance` 0.6 on the distance
-`1 - dot(normed embeddings)` of its ArcFace-family recogniser), the same family of
-loss (ArcFace margin) MobileFaceNet was trained with; it was not tuned on this
-project's data. For comparison, `faceswap_gan.faces.mobilefacenet` measured same-person
-cosines from 0.37-0.50 up to 0.97 and different-person ones up to 0.37 on the test
-crops.
+Default threshold: `DEFAULT_SIMILARITY_THRESHOLD` =
+`faceswap_gan.faces.identity.SAME_PERSON_COSINE` (0.4 cosine), FaceFusion's default
+face-selector setting (see there); it was not tuned on this project's data.
 """
 
 from __future__ import annotations
@@ -46,8 +42,9 @@ import numpy as np
 
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align
+from faceswap_gan.faces.identity import SAME_PERSON_COSINE
 
-DEFAULT_SIMILARITY_THRESHOLD = 0.4  # Cosine; FaceFusion's default (see module doc).
+DEFAULT_SIMILARITY_THRESHOLD = SAME_PERSON_COSINE  # Cosine (see module doc).
 IDENTITY_BACKEND = "mobilefacenet"  # The evaluation's independent identity scorer.
 EMBED_CROP_SIZE = 128  # Aligned crop side (px) given to the embedder.
 EMBED_BATCH = 32  # Faces embedded per call during pass 1.

@@ -29,13 +29,12 @@ landmark search both identity embedders use):
 
 Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
 
-- identity: `IDENTITY_MAX_DISTANCE` = 0.6, FaceFusion's default face-selector
-  distance (`reference_face_distance` on `1 - cos` of its ArcFace-family
-  recogniser; MobileFaceNet here is trained with an ArcFace-type loss), the same
-  threshold as `convert --reference` (`converter.selection`, cosine 0.4). deepface's
-  LFW-tuned ArcFace threshold, 0.68, is close. It is a pairwise threshold, hence the
-  pairwise medians. Measured on the test crops: same person 0.03-0.50, different
-  people 0.66-1.02.
+- identity: `IDENTITY_MAX_DISTANCE` = 1 - `identity.SAME_PERSON_COSINE` = 0.6,
+  FaceFusion's default face-selector distance (see `identity.SAME_PERSON_COSINE`),
+  the same threshold as `convert --reference` (`converter.selection`, cosine
+  0.4). deepface's LFW-tuned ArcFace threshold, 0.68, is close. It is a pairwise
+  threshold, hence the pairwise medians. Measured on the test crops: same person
+  0.03-0.50, different people 0.66-1.02.
 - blur: `BLUR_MIN_RATIO` = 0.5, half the folder's median sharpness. Within one
   video the sharpness of its faces spreads over about 0.75-1.3 times its median (test
   crops); a Gaussian blur of sigma 1 pixel at 256 px, or a 2x down- and upscale,
@@ -94,6 +93,7 @@ import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.faces.identity import SAME_PERSON_COSINE
 from faceswap_gan.files import write_text
 from faceswap_gan.images import (
     IMAGE_EXTENSIONS,
@@ -106,7 +106,8 @@ from faceswap_gan.images import (
 REJECTED = "rejected"  # Subfolder of the face (and mask) folder for moved files.
 SCORES_FILE = "scores.csv"
 REASONS = ("blur", "pose", "identity", "duplicate")  # Precedence: first failed wins.
-IDENTITY_MAX_DISTANCE = 0.6  # Cosine distance; FaceFusion's default (1 - 0.4).
+# Cosine distance; FaceFusion's default (see identity.SAME_PERSON_COSINE).
+IDENTITY_MAX_DISTANCE = round(1.0 - SAME_PERSON_COSINE, 6)
 BLUR_MIN_RATIO = 0.5  # Sharpness / folder median below this: blurred.
 MAX_YAW = 45.0  # Degrees; the semi-frontal range of the 68-point layout.
 MAX_PITCH = 45.0  # Degrees.
