@@ -261,8 +261,10 @@ class KeyframeDetector:
             small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         proposals = self._proposals(small)  # (N, 4) in `small` pixels
         proposals *= np.tile([width / small.shape[1], height / small.shape[0]], 2)
-        # The tracked faces' own proposals join the new ones, so that a face that the
-        # downscaled pass proposes poorly is not dropped; duplicates go in _dedup.
+        # The tracked faces' own proposals join the new ones and win over those that
+        # overlap them (_dedup), so a tracked face keeps its framing: its anchor and
+        # proposal, not a coarse one from the downscaled pass, which would make its
+        # points jump at every keyframe. New proposals add the faces not tracked.
         previous, self._tracks = self._tracks, []
         known = [t.proposal() for t in previous]
         proposals = np.concatenate([np.reshape(known, (-1, 4)), proposals])
@@ -271,7 +273,8 @@ class KeyframeDetector:
         rows = self._refine(frame, proposals)
         good = rows[:, 5] >= self.detector.detection_threshold
         rows, proposals = rows[good], proposals[good]
-        for index in self._dedup(rows):
+        tracked = (np.arange(len(good)) < len(known))[good]
+        for index in self._dedup(rows, tracked):
             row = rows[index]
             track = self._match(previous, row)
             if track is None:
@@ -327,11 +330,13 @@ class KeyframeDetector:
         return False
 
     @staticmethod
-    def _dedup(rows: np.ndarray) -> list[int]:
-        """Indices of rows by score, less any overlapping a better one (IoU > 0.5)."""
+    def _dedup(rows: np.ndarray, first: np.ndarray | None = None) -> list[int]:
+        """Indices of rows, `first` ones then by score, less any overlapping an
+        earlier one (IoU > 0.5)."""
         iou = box_iou(rows[:, 1:5], rows[:, 1:5])
+        first = np.zeros(len(rows), bool) if first is None else first
         kept: list[int] = []
-        for index in np.argsort(-rows[:, 5], kind="stable"):
+        for index in np.lexsort((-rows[:, 5], ~first)):
             if all(iou[index, k] <= 0.5 for k in kept):
                 kept.append(int(index))
         return kept

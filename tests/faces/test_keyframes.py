@@ -108,3 +108,25 @@ def test_threaded_map_keeps_order_bounds_memory_and_raises():
         list(ThreadedMap(fail, range(10), depth=2))
     with pytest.raises(FaceswapError):
         ThreadedMap(fail, range(3), depth=0)
+
+
+@pytest.mark.slow
+def test_plugs_into_the_video_converter(tiny_model, detector, clip_a, first_frames):
+    from converter.config import ConverterConfig
+    from converter.pipeline import VideoConverter
+
+    frames = first_frames(clip_a, 6)
+    fast = KeyframeDetector(detector, fps=30)
+    converter = VideoConverter(
+        tiny_model, ConverterConfig(output_type="single"), detector=fast
+    )
+    for frame in frames:
+        output, tracked = converter.convert_frame(frame)
+        assert [t.track_id for t in tracked] == [0] and tracked[0].detected
+        x0, y0, x1, y1 = tracked[0].box.astype(int)
+        inside = np.abs(output[y0:y1, x0:x1].astype(int) - frame[y0:y1, x0:x1])
+        assert inside.mean() > 1.0  # The face was swapped...
+        # ...and the rest left alone (the strip above it; the synthetic label is
+        # at the bottom).
+        assert np.array_equal(output[: y0 // 2], frame[: y0 // 2])
+    assert fast.counts["keyframes"] == 1  # The other five frames were tracked.
