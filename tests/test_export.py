@@ -183,3 +183,36 @@ def test_onnx_backend_converts_a_clip_like_keras(
     diff = np.abs(outputs["onnx"] - outputs["keras"])
     print(f"onnx vs keras frames: max {diff.max()}, mean {diff.mean():.5f}")
     assert diff.max() <= 2 and diff.mean() < 0.01
+
+
+@pytest.mark.slow
+def test_convert_cli_runs_an_exported_file_with_onnxruntime(
+    exported, tiny_model, detector, clip_a, tmp_path, first_frames, capsys
+):
+    """`convert --backend onnxruntime --model BtoA.onnx` converts with the file's own
+    direction (BtoA, no --direction given): the frames equal the Keras model's BtoA
+    conversion (within 2 of 255); asking for the other direction is refused."""
+    from converter.config import ConverterConfig
+    from converter.pipeline import VideoConverter
+
+    frames, out = 3, tmp_path / "onnx_cli.mp4"
+    argv = ["convert", "--backend", "onnxruntime", "--input", str(clip_a)]
+    argv += ["--max-frames", str(frames), "--output-type", "single"]
+    argv += ["--no-watermark", "--no-progress"]
+    model_file = str(exported["onnx", "BtoA"])
+    assert main(argv + ["--model", model_file, "--output", str(out)]) == 0
+    assert '"direction": "BtoA"' in capsys.readouterr().out
+    config = ConverterConfig(output_type="single", watermark=False, direction="BtoA")
+    keras_out = tmp_path / "keras.mp4"
+    VideoConverter(tiny_model, config, detector).convert(
+        clip_a, keras_out, max_frames=frames, progress=False
+    )
+    got = np.stack(first_frames(out, frames)).astype(int)
+    want = np.stack(first_frames(keras_out, frames)).astype(int)
+    assert np.abs(got - want).max() <= 2
+
+    refused = tmp_path / "refused.mp4"
+    argv += ["--model", model_file, "--output", str(refused), "--direction", "AtoB"]
+    assert main(argv) == 1
+    assert "holds the BtoA transform" in capsys.readouterr().err
+    assert not refused.exists()

@@ -46,6 +46,8 @@ Examples:
     python -m faceswap_gan convert --model runs/ab --input a.mp4 --output a.mkv \\
         --codec lossless --start 2 --end 4.5 --frames-dir frames/
     python -m faceswap_gan convert --model runs/ab --input clips/ --output out/
+    python -m faceswap_gan convert --backend onnxruntime --model ab_AtoB.onnx \\
+        --input a.mp4 --output b.mp4
     python -m faceswap_gan convert --model runs/ab --input a.mp4 \\
         --output b.mp4 --output-type single --color-correction adain_xyz \\
         --roi-coverage 0.93 --max-frames 300
@@ -150,7 +152,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         required=True,
-        help="run folder (uses its latest checkpoint) or checkpoint folder",
+        help="run folder (uses its latest checkpoint) or checkpoint folder; with "
+        "--backend onnxruntime, a file written by `export` (.onnx or .dfm)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="keras",
+        choices=("keras", "onnxruntime"),
+        help="keras (default) | onnxruntime: run the generator from an exported "
+        "file without building the Keras model; the file's direction is used "
+        "unless --direction says otherwise (then they must agree)",
     )
     parser.add_argument(
         "--input",
@@ -339,11 +350,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _converter(args, config):
-    """Loads the model and builds the VideoConverter (prints the config)."""
-    from converter.pipeline import VideoConverter
-    from faceswap_gan.checkpoints import load_model
+    """Loads the model (Keras, or an exported file with --backend onnxruntime) and
+    builds the VideoConverter (prints the config).
 
-    model = load_model(args.model)
+    Raises:
+        FaceswapError: the exported file holds the other direction than --direction
+            (or the --config file's).
+    """
+    import dataclasses
+
+    from converter.pipeline import VideoConverter
+
+    if args.backend == "onnxruntime":
+        from converter.onnx_backend import OnnxFaceModel
+        from faceswap_gan.errors import FaceswapError
+
+        model = OnnxFaceModel(args.model)
+        if model.direction != config.direction.name:
+            if args.direction is not None or args.config:
+                raise FaceswapError(
+                    f"{args.model} holds the {model.direction} transform; the "
+                    f"direction asked is {config.direction.name}. Export that "
+                    f"direction, or leave --direction out."
+                )
+            config = dataclasses.replace(config, direction=model.direction)
+    else:
+        from faceswap_gan.checkpoints import load_model
+
+        model = load_model(args.model)
     landmarks = None
     if config.segmentation.name != "ALL":
         from faceswap_gan.faces.landmarks import LandmarkDetector
