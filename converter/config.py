@@ -26,6 +26,7 @@ from faceswap_gan import files
 from faceswap_gan.config import from_dict as config_from_dict
 from faceswap_gan.config import parse_image_shape
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.faces.alignment import check_alignment
 
 
 class ColorCorrectionType(enum.Enum):
@@ -177,6 +178,11 @@ class ConverterConfig:
     # Output video encoding (`faceswap_gan.video.CODECS`): "h264", "h265" or
     # "lossless" (FFV1 RGB, exact frames; .mkv output only).
     codec: str = "h264"
+    # Crop framing of the faces given to the model (`faceswap_gan.faces.alignment.
+    # ALIGNMENTS`): "default" (this project's), "dfl_whole_face" (FaceFusion's DFL
+    # whole-face template) or "deepfacelive" (DeepFaceLive's 68-point cut). Use the
+    # framing the training faces were extracted with (`extract --alignment`).
+    alignment: str = "default"
     crf: int = 18  # [0, 51] h264/h265 constant rate factor: lower is better, bigger.
     preset: str = "veryfast"  # h264/h265 speed preset, "ultrafast" ... "veryslow".
 
@@ -197,6 +203,7 @@ class ConverterConfig:
         _check_range("detection_threshold", self.detection_threshold, 0, 1, "(]")
         _check_range("kf_noise_coef", self.kf_noise_coef, 0, float("inf"), "()")
         _check_range("enhance", self.enhance, 0, 1, "[]")
+        check_alignment(self.alignment)
         _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
         _check_range("similarity_threshold", self.similarity_threshold, -1, 1, "[]")
         from faceswap_gan.video import CODECS, PRESETS

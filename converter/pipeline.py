@@ -54,7 +54,12 @@ from converter.selection import (
 from converter.transformer import FaceTransformer
 from faceswap_gan import files
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.faces.alignment import align, transform_points
+from faceswap_gan.faces.alignment import (
+    align,
+    deepfacelive_matrix,
+    transform_points,
+    warp_to_crop,
+)
 from faceswap_gan.faces.tracking import (
     FaceTracker,
     KalmanBoxSmoother,
@@ -376,25 +381,32 @@ class VideoConverter:
     def _align(self, frame, tracked):
         """Aligned crops `(N, S, S, 3)`, matrices, part masks `(N, S, S)` or None.
 
-        Each face is aligned on `TrackedFace.landmarks5` (the raw detected points);
-        the smoothed boxes set only the side S (the largest box side, clipped to
+        Each face is aligned on `TrackedFace.landmarks5` (the raw detected points),
+        framed by `config.alignment`'s template ("deepfacelive": on 68 landmarks
+        found in the smoothed box, `alignment.deepfacelive_matrix`); the smoothed
+        boxes set only the side S (the largest box side, clipped to
         [model size, MAX_CROP_SIZE]) and the 68-point landmark search region.
         """
         sides = [max(t.box[2] - t.box[0], t.box[3] - t.box[1]) for t in tracked]
         size = int(np.clip(round(max(sides)), self.model.image_size, MAX_CROP_SIZE))
-        crops, matrices = zip(*(align(frame, t.landmarks5, size) for t in tracked))
+        alignment = self.config.alignment
+        landmarks68 = None
+        if (
+            alignment == "deepfacelive"
+            or self.config.segmentation != SegmentationType.ALL
+        ):
+            landmarks68 = self._landmarks68(frame, tracked)  # (N, 68, 2) frame px
+        if alignment == "deepfacelive":
+            matrices = [deepfacelive_matrix(points, size) for points in landmarks68]
+            crops = [warp_to_crop(frame, matrix, size) for matrix in matrices]
+        else:
+            crops, matrices = zip(
+                *(align(frame, t.landmarks5, size, alignment) for t in tracked)
+            )
         if self.config.segmentation == SegmentationType.ALL:
             return np.stack(crops), matrices, None
         from faceswap_gan.faces.masks import part_mask
 
-        if self.landmark_detector is None:
-            from faceswap_gan.faces.landmarks import LandmarkDetector
-
-            self.landmark_detector = LandmarkDetector("face_api")
-        height, width = frame.shape[:2]
-        boxes = np.stack([t.box for t in tracked]).astype(np.float32)
-        boxes = np.clip(boxes, 0, [width - 1, height - 1, width, height])
-        landmarks68 = self.landmark_detector.detect(frame, boxes)  # (N, 68, 2) frame px
         parts = self.config.segmentation.parts
         blur = int(round(9 * size / 256)) | 1  # Soft edges (the fork had none).
         masks = [
@@ -402,6 +414,18 @@ class VideoConverter:
             for points, matrix in zip(landmarks68, matrices)
         ]
         return np.stack(crops), matrices, np.stack(masks)
+
+    def _landmarks68(self, frame, tracked) -> np.ndarray:
+        """`(N, 68, 2)` float frame pixels of the tracked faces (searched in their
+        smoothed boxes, clipped to the frame)."""
+        if self.landmark_detector is None:
+            from faceswap_gan.faces.landmarks import LandmarkDetector
+
+            self.landmark_detector = LandmarkDetector("face_api")
+        height, width = frame.shape[:2]
+        boxes = np.stack([t.box for t in tracked]).astype(np.float32)
+        boxes = np.clip(boxes, 0, [width - 1, height - 1, width, height])
+        return self.landmark_detector.detect(frame, boxes)
 
     def convert_image(self, frame: np.ndarray) -> np.ndarray:
         """Swaps the faces of a single image (no temporal smoothing).

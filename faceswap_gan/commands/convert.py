@@ -94,6 +94,12 @@ _VALUE_FIELDS = (
     ),
     ("enhance", float, "[0, 1] contrast boost, 0-0.4 useful (default 0)"),
     (
+        "alignment",
+        str,
+        "default | dfl_whole_face | deepfacelive: the crop framing the model was "
+        "trained on (as `extract --alignment`; default: default)",
+    ),
+    (
         "output_type",
         str,
         "single (result) | combined (source|result) | triple (+ mask heatmap) "
