@@ -9,19 +9,24 @@ pyramid over the whole frame. Between two frames a face moves a few pixels, so t
 cascade's last stage alone is enough to follow it:
 
 - keyframes (the first frame, then every `keyframe_seconds` of video, and at once
-  whenever a track is lost): full MTCNN, on a copy of the frame downscaled so that
-  the smallest face still worth finding is MTCNN's minimum face size (20 px) there.
-  "Worth finding" is `new_face_fraction` of the smallest face tracked so far, and
-  never below the detector's `min_face_area` (smaller faces are dropped anyway);
-  with no face tracked, only `min_face_area` bounds it. MTCNN's cost scales with
-  the pixels it scans, so a 200 px face in a 480x480 frame is found in a 96x96
-  copy at a twenty-fifth of the cost.
-- every frame (keyframes included): each face's box is predicted from its previous
-  boxes by a constant-velocity Kalman filter (`tracking.KalmanBoxSmoother`), made
-  square as MTCNN makes RNet's proposals, cut from the full-resolution frame with
-  MTCNN's own `tf.image.crop_and_resize` at 48x48 and refined by ONet. ONet returns
-  exactly what a full detection returns for that proposal: the refined box, the
-  five landmarks (MTCNN's points, the ones the aligner uses) and the face score.
+  whenever a track is lost): MTCNN's PNet and RNet on a copy of the frame
+  downscaled so that the smallest face still worth finding is MTCNN's minimum face
+  size (20 px) there, then ONet at full size on their proposals. "Worth finding" is
+  `new_face_fraction` of the smallest face tracked so far, and never below the
+  detector's `min_face_area` (smaller faces are dropped anyway); with no face
+  tracked, only `min_face_area` bounds it. MTCNN's cost scales with the pixels it
+  scans, so a 200 px face in a 480x480 frame is found in a 96x96 copy at a
+  twenty-fifth of the cost. A face already tracked keeps its own proposal (below)
+  at a keyframe; the keyframe's proposals add the faces not yet tracked.
+- every other frame: each face's ONet box is predicted from its previous ones by a
+  constant-velocity Kalman filter (`tracking.KalmanBoxSmoother`); the proposal is
+  put where RNet's was, relative to that box, when the face was found (ONet's
+  points depend on the framing of its input), made square as MTCNN squares RNet's
+  proposals, cut from the full-resolution frame with MTCNN's own
+  `tf.image.crop_and_resize` at 48x48, and refined by ONet, averaged over seven
+  slightly shifted and scaled copies of the proposal (`PROPOSAL_JITTER`). ONet
+  returns what a full detection returns: the refined box, MTCNN's five landmarks
+  (the points the aligner uses) and the face score.
 - confidence: a track is lost when ONet's face score falls below the detector's
   `detection_threshold` (the threshold a full detection applies to the same
   score), or when the refined box has drifted off its proposal (IoU below
@@ -31,7 +36,7 @@ cascade's last stage alone is enough to follow it:
   that converge on one face (IoU > 0.5) are merged, keeping the higher score.
 
 New faces entering the picture are found at the next keyframe, at most
-`keyframe_seconds` late (0.25 s by default: 7 or 8 frames at 30 fps).
+`keyframe_seconds` late (0.25 s by default: 8 frames at 30 fps).
 
 `ThreadedMap` runs a per-item function in a worker thread with bounded queues, so
 decoding, computing and encoding can overlap (see `benchmarks/convert_speed.py`).
@@ -55,8 +60,7 @@ from faceswap_gan.images import check_frame
 ONET_SIZE = 48  # ONet's input side, pixels.
 # Process noise of the box predictor. The converter's smoother uses 1e-3 to hold a
 # box steady; a predictor must follow head motion within a frame or two, so its
-# filter trusts the measurements more (1 = the steady-state gain puts about 0.6 of
-# the weight on the newest box).
+# filter trusts the newest box much more.
 PREDICTOR_NOISE = 1.0
 # ONet is run on each proposal and on six perturbed copies, and its outputs are
 # averaged: (dx, dy) shifts in units of the proposal's side and a log-scale change.
@@ -127,7 +131,8 @@ class KeyframeDetector:
 
     Args:
         detector: FaceDetector | None. The MTCNN whose networks, thresholds and
-            `min_face_area` are used; None builds `FaceDetector()` with defaults.
+            `min_face_area` are used (its `auto_downscale` is not: keyframes are
+            downscaled as described above); None builds `FaceDetector()`.
         fps: float > 0. Frame rate of the video, frames per second; sets the
             keyframe interval in frames. Defaults to 30.
         keyframe_seconds: float >= 0. Seconds of video between keyframes, i.e. how
@@ -139,9 +144,9 @@ class KeyframeDetector:
             less than this loses the track. Defaults to 0.5.
 
     Attributes:
-        counts: dict with "frames", "keyframes" (scheduled full detections),
-            "redetections" (full detections forced by a lost track) and "refined"
-            (ONet refinements).
+        counts: dict with "frames", "keyframes" (keyframe passes, forced ones
+            included), "redetections" (keyframes forced by a lost track) and
+            "refined" (faces refined by ONet, each over `PROPOSAL_JITTER`).
 
     Raises:
         FaceswapError: an argument outside its range.
