@@ -1,21 +1,30 @@
 """Model cost and speed: parameters, FLOPs per iteration, iterations/s, FLOP/s vs peak.
 
 For each capacity ("lite", "standard", norm as in `PRESETS`, self-attention on) and
-image size, builds a compiled `FaceSwapGAN` (Adam, as the trainer) and reports:
+image size, and for each way of running the step asked for (`--xla off on`: the step
+compiled with XLA or not; `--attention explicit fused`: `SelfAttention2D(fused=...)`),
+builds a compiled `FaceSwapGAN` (Adam, as the trainer) and reports:
 
 - parameters of each of the five networks (encoder, decoder_A, decoder_B, netDA,
   netDB) and their total;
 - FLOPs of one training iteration (one D step + one G step on a batch of
   `--batch-size` faces per side), counted statically by TensorFlow's profiler
   (`tf.compat.v1.profiler`, `float_operation()`) on the graph of the concrete
-  function of `tf.function(model.train_step)`, the same function that is timed. The
-  count is forward + backward + optimizer update, 2 FLOPs per multiply-add; the
-  perceptual loss is off (use_PL False), so it is the GAN's own cost. "attn" is the
-  share of those FLOPs in self-attention (BatchMatMul + Softmax);
-- iterations/s: one warm-up iteration (tracing, graph optimisation) is excluded, then
-  the median over `--repeats` timed runs of `--steps` iterations each, on random
-  batches already on the device (no input pipeline; see train_speed.py for that);
-  "spread" is (fastest - slowest) / median of those runs, a gauge of machine noise;
+  function of `tf.function(model.train_step)` (explicit attention, no XLA; the
+  count of the same math, used for every variant: the profiler does not count the
+  Einsum ops of the fused attention). The count is forward + backward + optimizer
+  update, 2 FLOPs per multiply-add; the perceptual loss is off (use_PL False), so it
+  is the GAN's own cost. "attn" is the share of those FLOPs in self-attention
+  (BatchMatMul + Softmax);
+- iterations/s: one warm-up iteration (tracing, graph optimisation, XLA compilation)
+  is excluded, then the median over `--repeats` timed runs of `--steps` iterations
+  each, on random batches already on the device (no input pipeline; see
+  train_speed.py for that), with the trainer's mixup weights (`mixup_lambdas`) passed
+  in. The variants of one configuration are built together and their timed runs
+  alternate (round robin), so that load from other processes falls on all of them
+  alike; "x vs first" is each variant's iterations/s over the first variant's,
+  median of the per-round ratios. "spread" is (fastest - slowest) / median of the
+  runs, a gauge of machine noise;
 - achieved FLOP/s = FLOPs per iteration x iterations/s;
 - this machine's dense float32 matmul FLOP/s ("peak": the best of timed runs of
   `tf.linalg.matmul` of two 2048x2048 float32 matrices, 2*2048^3 FLOPs each, in the
@@ -29,7 +38,35 @@ Usage:
     python benchmarks/model_speed.py
     python benchmarks/model_speed.py --sizes 64 --capacities lite --steps 2
     python benchmarks/model_speed.py --sizes 64 128 --capacities lite standard \\
-        --batch-size 8 --steps 5 --repeats 3 [--xla]
+        --batch-size 8 --steps 5 --repeats 3 [--xla off on] [--attention explicit fused]
+
+Measured on the shared 2-core CPU (TensorFlow 2.21, batch 8, other processes
+running; ratios are what count), by
+`python benchmarks/model_speed.py --sizes 64 --capacities lite standard --xla off on
+--attention explicit fused --steps 2 --repeats 3`:
+
+    model     variant            it/s  x vs first  GFLOP/s  of peak (103.9 GFLOP/s)
+    lite      XLA off explicit  0.153        1.00     28.3    27.2 %
+    lite      XLA off fused     0.148        1.00     27.3    26.3 %
+    lite      XLA on  explicit  0.102        0.67     19.0    18.2 %
+    lite      XLA on  fused     0.050        0.33      9.3     9.0 %
+    standard  XLA off explicit  0.076        1.00     35.2    33.8 %
+    standard  XLA off fused     0.067        0.83     30.7    29.6 %
+    standard  XLA on  explicit  0.054        0.68     25.0    24.0 %
+    standard  XLA on  fused     0.049        0.64     22.4    21.6 %
+
+so on CPU the XLA step is slower (and takes 1.5-4 minutes to compile) and
+`keras.ops.dot_product_attention` (on the TensorFlow backend an einsum/softmax/einsum
+graph, not a fused kernel) is no faster: the defaults are XLA off on CPU
+(TrainConfig.jit_compile None -> `training.resolve_jit_compile`) and explicit
+attention (`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU and TPU
+(TPUs need it; on GPUs it is Keras' own `jit_compile="auto"` choice), not measured
+in this session (no GPU); run this script there to check. The 50 % of peak goal is
+not reached (27-34 %). A likely limit, not profiled here: the self-attention's
+(B, 4096, 4096) score and softmax maps (48 % of lite's FLOPs), 64 MiB per face,
+are streamed through memory several times per step (softmax, its gradient), which
+is bandwidth- rather than matmul-bound. The machine was busy: the matmul runs
+ranged 17-104 GFLOP/s (median 93).
 """
 
 from __future__ import annotations
@@ -48,17 +85,30 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from faceswap_gan.config import IMAGE_SIZES, PRESETS  # noqa: E402
-from faceswap_gan.models.gan import NETWORKS, FaceSwapGAN  # noqa: E402
+from faceswap_gan.layers import self_attention  # noqa: E402
+from faceswap_gan.models.gan import (  # noqa: E402
+    MIXUP_DRAWS,
+    NETWORKS,
+    FaceSwapGAN,
+    mixup_lambdas,
+)
 
 MATMUL_SIZE = 2048
 ATTENTION_OPS = ("BatchMatMulV2", "BatchMatMulV3", "BatchMatMul", "Softmax")
 
 
-def build(capacity: str, size: int) -> FaceSwapGAN:
-    """The compiled FaceSwapGAN of preset `capacity` at `size` px (use_PL off)."""
+def build(capacity: str, size: int, fused: bool = False) -> FaceSwapGAN:
+    """The compiled FaceSwapGAN of preset `capacity` at `size` px (use_PL off), its
+    self-attention explicit or fused (`SelfAttention2D(fused=...)`)."""
     arch = dataclasses.replace(PRESETS[capacity], image_shape=(size, size, 3))
-    model = FaceSwapGAN(arch)
-    model.compile()
+    default = self_attention.FUSED_DEFAULT
+    self_attention.FUSED_DEFAULT = fused  # blocks.py builds them with fused=None
+    try:
+        keras.utils.set_random_seed(0)
+        model = FaceSwapGAN(arch)
+        model.compile()
+    finally:
+        self_attention.FUSED_DEFAULT = default
     return model
 
 
@@ -70,17 +120,17 @@ def parameters(model: FaceSwapGAN) -> dict[str, int]:
 
 
 def batch_spec(size: int, batch_size: int):
-    """TensorSpecs of one train_step input: (D batch, G batch), each
-    ((warped, target, eyes)_A, (warped, target, eyes)_B)."""
+    """TensorSpecs of one train_step input: (D batch, G batch, mixup weights), each
+    batch ((warped, target, eyes)_A, (warped, target, eyes)_B)."""
     side = tuple(
         tf.TensorSpec((batch_size, size, size, c), tf.float32) for c in (3, 3, 1)
     )
-    return ((side, side), (side, side))
+    return ((side, side), (side, side), tf.TensorSpec((MIXUP_DRAWS,), tf.float32))
 
 
 def random_batches(size: int, batch_size: int, count: int, seed: int = 0):
-    """`count` random train_step inputs (D batch, G batch) as tensors (faces in
-    [-1, 1], masks 0 or 1)."""
+    """`count` random train_step inputs (D batch, G batch, mixup weights) as tensors
+    (faces in [-1, 1], masks 0 or 1, the trainer's weights of steps 0, 1, ...)."""
     rng = np.random.default_rng(seed)
 
     def side():
@@ -88,7 +138,10 @@ def random_batches(size: int, batch_size: int, count: int, seed: int = 0):
         eyes = rng.uniform(0, 1, (batch_size, size, size, 1)) > 0.9
         return tuple(tf.constant(a, tf.float32) for a in (*faces, eyes))
 
-    return [((side(), side()), (side(), side())) for _ in range(count)]
+    return [
+        ((side(), side()), (side(), side()), tf.constant(mixup_lambdas(0, i)))
+        for i in range(count)
+    ]
 
 
 def graph_flops(graph: tf.Graph) -> tuple[float, dict[str, float]]:
@@ -110,7 +163,7 @@ def graph_flops(graph: tf.Graph) -> tuple[float, dict[str, float]]:
 
 def compiled_step(model: FaceSwapGAN, size: int, batch_size: int, xla: bool = False):
     """(tf.function of model.train_step, its concrete function for these shapes)."""
-    step = tf.function(model.train_step, jit_compile=xla or None)
+    step = tf.function(model.train_step, jit_compile=xla)
     return step, step.get_concrete_function(batch_spec(size, batch_size))
 
 
@@ -150,53 +203,76 @@ def matmul_flops_per_second(repeats: int = 5, calls: int = 2) -> list[float]:
     return rates
 
 
+def variant_name(xla: bool, fused: bool) -> str:
+    return f"XLA {'on ' if xla else 'off'} {'fused' if fused else 'explicit'}"
+
+
 def measure(
     capacity: str,
     size: int,
     batch_size: int,
     steps: int,
     repeats: int,
-    xla: bool = False,
-) -> dict:
-    """Parameters, FLOPs per iteration and iterations/s of one configuration."""
-    model = build(capacity, size)
-    row = {"capacity": capacity, "size": size, **parameters(model)}
-    step, concrete = compiled_step(model, size, batch_size, xla)
-    row["flops"], by_type = graph_flops(concrete.graph)
-    row["attention"] = sum(by_type.get(t, 0) for t in ATTENTION_OPS) / row["flops"]
-    rates = iterations_per_second(
-        step, random_batches(size, batch_size, 2), steps, repeats
-    )
-    row["it_s"] = statistics.median(rates)
-    row["spread"] = (max(rates) - min(rates)) / row["it_s"]
-    row["flop_s"] = row["flops"] * row["it_s"]
-    return row
+    variants: list[tuple[bool, bool]],
+) -> list[dict]:
+    """Rows (one per (xla, fused) variant) of one configuration: parameters, FLOPs
+    per iteration and iterations/s, the variants' timed runs alternating."""
+    batches = random_batches(size, batch_size, 2)
+    rows, steps_fns = [], []
+    flops = attention = None
+    for xla, fused in variants:
+        model = build(capacity, size, fused)
+        row = {"capacity": capacity, "size": size, **parameters(model)}
+        row["variant"] = variant_name(xla, fused)
+        if flops is None:  # the explicit, non-XLA graph: the same math for all
+            _, concrete = compiled_step(build(capacity, size), size, batch_size)
+            flops, by_type = graph_flops(concrete.graph)
+            attention = sum(by_type.get(t, 0) for t in ATTENTION_OPS) / flops
+        row["flops"], row["attention"] = flops, attention
+        step, _ = compiled_step(model, size, batch_size, xla)
+        started = time.perf_counter()
+        float(step(batches[0])["g/total"])  # warm-up: trace, compile
+        row["warmup_s"] = time.perf_counter() - started
+        rows.append(row)
+        steps_fns.append(step)
+    runs = [[] for _ in variants]
+    for _ in range(repeats):
+        for rates, step in zip(runs, steps_fns):
+            rates.append(timed_run(step, batches, steps))
+    for row, rates in zip(rows, runs):
+        row["it_s"] = statistics.median(rates)
+        row["spread"] = (max(rates) - min(rates)) / row["it_s"]
+        row["flop_s"] = row["flops"] * row["it_s"]
+        row["vs_first"] = statistics.median(r / b for r, b in zip(rates, runs[0]))
+    return rows
 
 
 def print_table(rows: list[dict], peak: float) -> None:
     """Prints the parameter table then the speed table."""
     print("\nParameters (millions)")
     print(f"{'model':<14}" + "".join(f"{n:>11}" for n in (*NETWORKS, "total")))
-    for r in rows:
+    for r in [r for r in rows if r is rows[0] or r["variant"] == rows[0]["variant"]]:
         print(
             f"{r['capacity']:<8}{r['size']:>4}px"
             + "".join(f"{r[n] / 1e6:>11.3f}" for n in (*NETWORKS, "total"))
         )
     print("\nSpeed (GFLOP = 1e9 float ops per training iteration, profiler count)")
     print(
-        f"{'model':<14}{'GFLOP/it':>10}{'attn':>7}{'it/s':>9}{'spread':>8}"
-        f"{'GFLOP/s':>9}{'of peak':>9}"
+        f"{'model':<14}{'variant':<19}{'GFLOP/it':>9}{'attn':>6}{'warm-up':>9}"
+        f"{'it/s':>8}{'spread':>7}{'x vs first':>11}{'GFLOP/s':>9}{'of peak':>9}"
     )
     for r in rows:
         print(
-            f"{r['capacity']:<8}{r['size']:>4}px{r['flops'] / 1e9:>10.1f}"
-            f"{100 * r['attention']:>6.0f}%{r['it_s']:>9.3f}"
-            f"{100 * r['spread']:>7.0f}%"
+            f"{r['capacity']:<8}{r['size']:>4}px  {r['variant']:<19}"
+            f"{r['flops'] / 1e9:>9.1f}{100 * r['attention']:>5.0f}%"
+            f"{r['warmup_s']:>8.0f}s{r['it_s']:>8.3f}{100 * r['spread']:>6.0f}%"
+            f"{r['vs_first']:>11.2f}"
             f"{r['flop_s'] / 1e9:>9.1f}{100 * r['flop_s'] / peak:>8.1f}%"
         )
     print(f"\nmatmul peak (2048x2048 float32, best run): {peak / 1e9:.1f} GFLOP/s")
-    if len(rows) > 1:
-        base = rows[0]
+    firsts = [r for r in rows if r["variant"] == rows[0]["variant"]]
+    if len(firsts) > 1:
+        base, rows = firsts[0], firsts
         print(f"relative to {base['capacity']} {base['size']}px:")
         for r in rows[1:]:
             print(
@@ -257,10 +333,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--xla",
-        action="store_true",
-        help="compile the step with XLA (jit_compile=True); the "
-        "trainer does not, and the mixup Beta draw (Gamma op) "
-        "has no XLA kernel in TF 2.21, so this fails for now",
+        nargs="+",
+        default=["off"],
+        choices=["off", "on"],
+        help="compile the step with XLA (jit_compile=True) or not; both "
+        "(off on) are measured side by side (default off)",
+    )
+    parser.add_argument(
+        "--attention",
+        nargs="+",
+        default=["explicit"],
+        choices=["explicit", "fused"],
+        help="self-attention as explicit matmul/softmax/matmul or "
+        "keras.ops.dot_product_attention (default explicit)",
     )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.repeats < 1:
@@ -273,31 +358,21 @@ def main(argv=None) -> None:
     print(f"{device_line()}; TensorFlow {tf.__version__}")
     print(
         f"batch {args.batch_size} per side, {args.repeats} runs x {args.steps} "
-        f"iterations (warm-up excluded){', XLA' if args.xla else ''}"
+        f"iterations (warm-up excluded)"
     )
+    variants = [
+        (xla == "on", attention == "fused")
+        for xla in args.xla
+        for attention in args.attention
+    ]
     matmul, rows = [], []
     for capacity in args.capacities:
         for size in args.sizes:
             matmul += matmul_flops_per_second()
             started = time.perf_counter()
-            try:
-                rows.append(
-                    measure(
-                        capacity,
-                        size,
-                        args.batch_size,
-                        args.steps,
-                        args.repeats,
-                        args.xla,
-                    )
-                )
-            except tf.errors.InvalidArgumentError as error:
-                if not args.xla:
-                    raise
-                raise SystemExit(
-                    f"The train step cannot be compiled with XLA here "
-                    f"(run without --xla): {error.message[:300]}"
-                ) from None
+            rows += measure(
+                capacity, size, args.batch_size, args.steps, args.repeats, variants
+            )
             print(
                 f"  measured {capacity} {size}px in "
                 f"{time.perf_counter() - started:.0f} s",

@@ -324,8 +324,8 @@ class TrainConfig:
     mixed_precision: bool = False  # Keras "mixed_float16" policy (GPU).
     tensorboard: bool = False  # Also write TensorBoard logs to run_dir/tensorboard.
     eval_every: int = 0  # Periodic held-out evaluation period; 0 = off.
-    # Compile the train step with XLA: True, False, or None = auto (on where it
-    # measured faster: GPU and TPU, not CPU; `training.resolve_jit_compile`).
+    # Compile the train step with XLA: True, False, or None = auto (on with a GPU or
+    # TPU, off on CPU where it measured slower; `training.resolve_jit_compile`).
     jit_compile: bool | None = None
 
     def __post_init__(self):
