@@ -304,6 +304,12 @@ class VideoConverter:
                 min_face_area=config.min_face_area,
                 auto_downscale=config.use_auto_downscaling,
             )
+            if config.keyframe_seconds > 0:
+                from faceswap_gan.faces.keyframes import KeyframeDetector
+
+                detector = KeyframeDetector(
+                    detector, keyframe_seconds=config.keyframe_seconds
+                )
         self.model, self.config, self.detector = model, config, detector
         self.landmark_detector = landmark_detector
         self.embedder = embedder
@@ -427,6 +433,19 @@ class VideoConverter:
         boxes = np.clip(boxes, 0, [width - 1, height - 1, width, height])
         return self.landmark_detector.detect(frame, boxes)
 
+    def start_video(self, fps: float) -> None:
+        """Forgets the face tracks, ready for a new video at `fps` frames per second
+        (the keyframe detector's interval follows the frame rate)."""
+        self.tracker.reset()
+        start = getattr(self.detector, "start_video", None)
+        if start is not None:
+            start(float(fps))
+
+    def _reset_detector(self) -> None:
+        reset = getattr(self.detector, "reset", None)
+        if reset is not None:
+            reset()
+
     def convert_image(self, frame: np.ndarray) -> np.ndarray:
         """Swaps the faces of a single image (no temporal smoothing).
 
@@ -437,6 +456,7 @@ class VideoConverter:
             `(H, k * W, 3)` uint8 RGB laid out as `config.output_type`.
         """
         self.tracker.reset()
+        self._reset_detector()
         if self.config.reference:  # Per face: no track to vote over.
             faces = self.detector.detect(frame)
             tracked = self.tracker.update(faces)
@@ -452,6 +472,7 @@ class VideoConverter:
         else:
             output, _ = self.convert_frame(frame)
         self.tracker.reset()
+        self._reset_detector()
         return output
 
     def reference_embedding(self) -> np.ndarray:
@@ -539,13 +560,14 @@ class VideoConverter:
         if frames_dir is not None:
             check_frames_dir(frames_dir, overwrite)
         report = ConversionReport(str(input_path), str(output_path))
-        self.tracker.reset()
+        self.start_video(reader.fps)
         self.seconds = defaultdict(float)
         self.transformer.seconds.clear()
         plan = None
         if self.config.reference:  # Pass 1: who is who, before anything is written.
             self.reference_embedding()
             plan = self._identify(reader, report, max_frames, progress, span)
+            self.start_video(reader.fps)
         width = blending.output_width(self.config.output_type, reader.size[0])
         audio = reader.path if reader.has_audio else None
         size = (width, reader.size[1])

@@ -83,6 +83,7 @@ def video_stability(
     )
     converter = VideoConverter(model, config)
     reader = VideoReader(video_path)
+    converter.start_video(reader.fps)
     writer = None
     if output_path is not None:
         # Re-created on each evaluation (replaced only once complete), never the input.

@@ -86,6 +86,13 @@ _VALUE_FIELDS = (
         str,
         "histmatch | adain | adain_xyz | none (default histmatch)",
     ),
+    (
+        "keyframe_seconds",
+        float,
+        ">= 0: seconds between full MTCNN detections; in between, tracked faces "
+        "are refined on their predicted boxes (about 3x faster); 0 = full "
+        "detection on every frame, as v2.2 (default 0.25)",
+    ),
     ("detection_threshold", float, "(0, 1) MTCNN third-stage threshold (default 0.8)"),
     (
         "roi_coverage",

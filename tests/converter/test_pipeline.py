@@ -184,3 +184,27 @@ def test_alignment_sets_the_framing_the_model_sees(tiny_model, detector, frame):
     assert spacing["deepfacelive"] < spacing["dfl_whole_face"] - 0.03, spacing
     with pytest.raises(ValueError, match="dfl_whole_face"):
         ConverterConfig(alignment="whole_face")
+
+
+@pytest.mark.slow
+def test_default_detection_runs_mtcnn_on_keyframes_only(tiny_model, clip_a, tmp_path):
+    """The default converter detects with full MTCNN every keyframe_seconds (0.25 s =
+    8 frames at 30 fps) and follows the faces in between, still swapping every
+    frame; keyframe_seconds=0 runs the plain detector on every frame."""
+    from faceswap_gan.faces.detection import FaceDetector
+
+    frames = 20
+    config = ConverterConfig(output_type="single", watermark=False)
+    converter = VideoConverter(tiny_model, config)
+    report = converter.convert(
+        clip_a, tmp_path / "out.mp4", max_frames=frames, progress=False
+    )
+    counts = converter.detector.counts
+    assert report.frames == report.faces == frames  # one face swapped on each
+    assert counts["frames"] == frames
+    assert counts["keyframes"] == 3  # frames 0, 8 and 16; no track was lost
+    assert counts["redetections"] == 0
+    plain = VideoConverter(tiny_model, ConverterConfig(keyframe_seconds=0))
+    assert type(plain.detector) is FaceDetector
+    with pytest.raises(ValueError, match="keyframe_seconds"):
+        ConverterConfig(keyframe_seconds=-1)
