@@ -32,6 +32,7 @@ Usage:
     python benchmarks/convert_speed.py --compare --frames 90 --frames-720 60
     python benchmarks/convert_speed.py --frames 90 --preset lite
     python benchmarks/convert_speed.py --model runs/ab --clip my.mp4
+    python benchmarks/convert_speed.py --backends --frames 30   # Keras vs onnxruntime
 """
 
 from __future__ import annotations
@@ -509,6 +510,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--work", default="/tmp/convert_speed", help="work files")
     parser.add_argument("--png-dir", help="also write a few converted frames as PNG")
+    parser.add_argument(
+        "--backends",
+        action="store_true",
+        help="the Keras model vs its ONNX export run by onnxruntime, alternating "
+        "(benchmarks/onnx_speed.py on --clip, --frames, --repeats, --preset/--model)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -517,6 +524,13 @@ def main(argv=None) -> None:
         return worker(args)
     if args.compare:
         return compare(args)
+    if args.backends:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import onnx_speed
+
+        argv = ["--clip", str(args.clip), "--frames", str(args.frames)]
+        argv += ["--repeats", str(args.repeats), "--preset", args.preset]
+        return onnx_speed.main(argv + (["--model", args.model] if args.model else []))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = {}
