@@ -9,6 +9,10 @@ Run folder layout:
     tensorboard/         optional TensorBoard scalars
     .lock, train.pid     the run's lock (one training process at a time) and its holder
 
+Under a multi-worker strategy (`faceswap_gan.distribute`) only the chief writes (and
+locks) the run folder; the other workers read its checkpoints to resume and write
+their own copies to a temporary folder, removed at the end.
+
 Every file is written whole or not at all (a temporary file renamed into place), so a
 killed run leaves nothing half-written; the next start cleans what it left (hidden
 checkpoint temporaries, metrics lines after its checkpoint).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -30,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from faceswap_gan import checkpoints, files
+from faceswap_gan import checkpoints, distribute, files
 from faceswap_gan.config import (
     SCHEDULES,
     ArchConfig,
@@ -43,7 +48,7 @@ from faceswap_gan.config import (
 from faceswap_gan.dataset import FaceSet, make_dataset
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.images import list_images, resize_faces, to_model_range
-from faceswap_gan.models.gan import FaceSwapGAN
+from faceswap_gan.models.gan import FaceSwapGAN, mixup_lambdas
 from faceswap_gan.previews import plot_losses, save_preview
 
 PREVIEW_FACES = 4  # Faces per side in the preview grids.
@@ -53,11 +58,19 @@ LOCK_FILE = ".lock"  # run_dir/.lock: flock-ed while a process trains in run_dir
 PID_FILE = "train.pid"  # run_dir/train.pid: the PID of the process holding the lock.
 
 # Fields that may differ from the run's saved config on resume: they change neither
-# the model, the data stream nor the schedule. RESUME_SWITCHABLE may change value but
+# the model, the data stream nor the schedule (jit_compile: the same step, compiled
+# with XLA or not). RESUME_SWITCHABLE may change value but
 # not be turned on or off (a moved folder, another evaluation period; turning eval on
 # or off changes which faces are trained on). `iterations` may change under the
 # "constant" schedule only (other schedules place their stages by it).
-RESUME_CHANGEABLE = ("run_dir", "faces_a", "faces_b", "display_iters", "tensorboard")
+RESUME_CHANGEABLE = (
+    "run_dir",
+    "faces_a",
+    "faces_b",
+    "display_iters",
+    "tensorboard",
+    "jit_compile",
+)
 RESUME_SWITCHABLE = (
     "masks_a",
     "masks_b",
@@ -176,22 +189,13 @@ def _datasets(config: TrainConfig, start_index: int):
     return tf.data.Dataset.zip(tuple(streams)), previews, held_out
 
 
-def _strategy():
-    """MirroredStrategy over all GPUs when several are visible, else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return (
-        tf.distribute.MirroredStrategy()
-        if len(gpus) > 1
-        else tf.distribute.get_strategy()
-    )
-
-
 class _Run:
-    """Mutable state of one training run (the parts a checkpoint stores)."""
+    """Mutable state of one training run (the parts a checkpoint stores). `folder`:
+    where this process writes (run_dir; a temporary folder on a non-chief worker)."""
 
-    def __init__(self, config: TrainConfig, step=0, stage=-1, seconds=0.0):
+    def __init__(self, config: TrainConfig, step=0, stage=-1, seconds=0.0, folder=None):
         self.config, self.step, self.stage, self.seconds = config, step, stage, seconds
-        self.dir = Path(config.run_dir)
+        self.dir = Path(config.run_dir if folder is None else folder)
 
     def state(self) -> dict:
         return {
@@ -447,6 +451,7 @@ def train(
     stop_at: int | None = None,
     max_seconds: float | None = None,
     verbose: bool = False,
+    strategy: str | tf.distribute.Strategy | None = None,
 ) -> Path:
     """Trains a FaceSwapGAN and returns the run folder.
 
@@ -474,6 +479,13 @@ def train(
         verbose: also print the resolved config (it is always written to
             run_dir/config.json; `dry_run` prints it too). The schedule's one-line
             summary is always printed.
+        strategy: how to spread each step (`faceswap_gan.distribute.make_strategy`):
+            None (several GPUs: MirroredStrategy, else one device), "mirrored",
+            "multiworker" (TF_CONFIG; every worker calls train with the same config
+            and run_dir; only the chief writes and locks run_dir, and all must read
+            its checkpoints to resume), "tpu", or a tf.distribute.Strategy. A runtime
+            choice, not saved in the config: a run resumes under any strategy.
+            `config.batch_size` is the global batch, split evenly over the replicas.
 
     Returns:
         Path of the run folder.
@@ -485,15 +497,24 @@ def train(
             folders, too few faces for `eval_every`; run_dir in use by another
             process (its PID named); a resume under other settings or another
             architecture (the fields named); no loadable checkpoint (each broken
-            file named).
+            file named); an unknown strategy, "multiworker" without a valid
+            TF_CONFIG, "tpu" with no TPU reachable or with jit_compile False; a
+            batch_size that does not split evenly over the replicas; workers that
+            would start at different steps; another worker that stopped.
     """
     check_stop_at(stop_at)
+    distribute.check_name(strategy)
+    _check_tpu_xla(config, strategy)
     run_dir = Path(config.run_dir)
     if verbose or dry_run:
         print(to_json(config))
     print(schedule_summary(config))
     if dry_run:
         return run_dir
+    # First TensorFlow work of the run: a multi-worker strategy must come before any.
+    strategy = distribute.make_strategy(strategy)
+    distribute.check_batch(strategy, config.batch_size)
+    chief = distribute.is_chief(strategy)
     check_faces(config)
     ckpt_dir = run_dir / "checkpoints"
     if checkpoints.candidates(ckpt_dir) and not resume:
@@ -501,60 +522,159 @@ def train(
             f"{run_dir} already holds checkpoints; pass resume=True "
             f"(--resume) to continue, or choose another run_dir."
         )
-    with run_lock(run_dir):
-        point = None
-        if resume and checkpoints.candidates(ckpt_dir):
-            point = _resume_point(config, ckpt_dir)
-        policy = keras.config.dtype_policy()
-        if config.mixed_precision:
-            keras.config.set_dtype_policy("mixed_float16")
-        try:
-            strategy = _strategy()
-            with strategy.scope():
-                model = build_model(config)
-            run = _Run(config)
-            if point is not None:
-                folder, state, broken = _load_resume(model, config, ckpt_dir, point)
-                _check_stop_after(stop_at, state["step"], folder, config)
-                if broken:
-                    checkpoints.warn_fallback(broken, folder)
-                print(f"Resuming from {folder} (step {state['step']}).")
-                _set_aside(broken, state["step"], ckpt_dir)
-                run = _Run(
-                    config,
-                    state["step"],
-                    state.get("stage", -1),
-                    state.get("seconds", 0.0),
-                )
-            checkpoints.remove_partial_writes(ckpt_dir)
-            files.remove_partials(run_dir)
-            files.write_text(run_dir / "config.json", to_json(config) + "\n")
-            _repair_metrics(run_dir / "metrics.jsonl", run.step)
-            if point is not None:
-                _enter_stage(model, run, entering_from_saved=True)
-            if run.step >= config.iterations:
-                print(f"The run is complete: step {run.step} of {config.iterations}.")
-            _loop(
-                model,
-                run,
+    folder = distribute.worker_folder(strategy, run_dir)
+    try:
+        with run_lock(run_dir) if chief else contextlib.nullcontext():
+            _train(
+                config,
                 strategy,
-                progress,
-                min(stop_at or config.iterations, config.iterations),
+                folder,
+                resume,
+                progress and chief,
+                stop_at,
                 max_seconds,
             )
-        finally:
-            keras.config.set_dtype_policy(policy)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        if distribute.num_workers(strategy) == 1:
+            raise
+        # E.g. the chief refused to start (run_dir locked, a bad resume): the
+        # collectives of the others abort instead of waiting for it forever.
+        first = " ".join(str(error).split())[:200]
+        raise FaceswapError(
+            f"Another worker of the cluster stopped or cannot be reached ({first}); "
+            f"see its own error, then start every worker again."
+        ) from error
+    finally:
+        if not chief:  # this worker's temporary copies
+            shutil.rmtree(folder, ignore_errors=True)
     return run_dir
 
 
-def make_step_fn(model: FaceSwapGAN, strategy):
+def _check_tpu_xla(config: TrainConfig, strategy) -> None:
+    if (strategy == "tpu" or isinstance(strategy, tf.distribute.TPUStrategy)) and (
+        getattr(config, "jit_compile", None) is False
+    ):
+        raise FaceswapError(
+            "--strategy tpu compiles every step with XLA, but jit_compile is off "
+            "(--no-xla); turn it on (--xla) or leave it unset."
+        )
+
+
+def _train(config, strategy, folder, resume, progress, stop_at, max_seconds) -> None:
+    """train() once the strategy is made and the run folder locked (by the chief).
+    `folder`: where this process writes (run_dir, or a non-chief worker's temporary
+    folder; such a worker reads run_dir's checkpoints to resume and writes nothing
+    there)."""
+    run_dir = Path(config.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    chief = folder == run_dir
+    point = None
+    if resume and checkpoints.candidates(ckpt_dir):
+        point = _resume_point(config, ckpt_dir)
+    policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build_model(config)
+        run = _Run(config, folder=folder)
+        if point is not None:
+            loaded, state, broken = _load_resume(model, config, ckpt_dir, point)
+            _check_stop_after(stop_at, state["step"], loaded, config)
+            if broken and chief:
+                checkpoints.warn_fallback(broken, loaded)
+            print(f"Resuming from {loaded} (step {state['step']}).")
+            if chief:
+                _set_aside(broken, state["step"], ckpt_dir)
+            run = _Run(
+                config,
+                state["step"],
+                state.get("stage", -1),
+                state.get("seconds", 0.0),
+                folder=folder,
+            )
+        if distribute.num_workers(strategy) > 1:
+            _check_same_start(strategy, run.step, run_dir)
+        if chief:
+            checkpoints.remove_partial_writes(ckpt_dir)
+            files.remove_partials(run_dir)
+        files.write_text(run.dir / "config.json", to_json(config) + "\n")
+        _repair_metrics(run.dir / "metrics.jsonl", run.step)
+        if point is not None:
+            _enter_stage(model, run, entering_from_saved=True)
+        if run.step >= config.iterations:
+            print(f"The run is complete: step {run.step} of {config.iterations}.")
+        _loop(
+            model,
+            run,
+            strategy,
+            progress,
+            min(stop_at or config.iterations, config.iterations),
+            max_seconds,
+        )
+        if distribute.num_workers(strategy) > 1:
+            # A barrier: no worker returns before the chief has written its last
+            # checkpoint (a resume started right after must find it).
+            distribute.make_agree(strategy)([run.step])
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+def _check_same_start(strategy, step: int, run_dir: Path) -> None:
+    """Refuses (on every worker) a multi-worker run whose workers would start at
+    different steps: a worker that cannot read the run's checkpoints."""
+    low, high = distribute.make_agree(strategy)([step])
+    if low[0] != high[0]:
+        raise FaceswapError(
+            f"The workers would start at different steps ({int(low[0])} to "
+            f"{int(high[0])}; this one at {step}): every worker must read the run's "
+            f"checkpoints in {run_dir} (a shared folder, or a copy of the chief's "
+            f"checkpoints/ at the same path). Nothing was trained."
+        )
+
+
+def resolve_jit_compile(jit_compile: bool | None) -> bool:
+    """TrainConfig.jit_compile -> whether the train step is compiled with XLA.
+
+    True and False are kept. None ("auto"): XLA on when a GPU or TPU is visible,
+    off on a CPU-only machine, where the XLA step measured 0.67-0.68x the plain
+    step's iterations/s (lite and standard, 64 px; figures and command in
+    benchmarks/model_speed.py's docstring). TPUs need XLA; on GPUs this follows
+    Keras' own `jit_compile="auto"` (not measured here: no GPU in that session).
+    """
+    if jit_compile is not None:
+        return bool(jit_compile)
+    return bool(
+        tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")
+    )
+
+
+def make_step_fn(model: FaceSwapGAN, strategy, jit_compile: bool = False):
     """One compiled training iteration over two (distributed) batches, the D batch
     and the G batch; logs averaged over replicas. Each replica gets
-    global_batch / replicas faces per side."""
+    global_batch / replicas faces per side.
+
+    The returned `step_fn(d_batch, g_batch, lambdas=None)` takes the iteration's
+    mixup weights `lambdas` (`mixup_lambdas(seed, step)`, `(4,)` float32): one host
+    tensor that every replica (and every worker, which draws the same) uses, so a
+    distributed step equals a one-replica step on the global batch. Without them
+    `model.train_step` draws its own (not under XLA).
+
+    Args:
+        model: a compiled FaceSwapGAN built in `strategy.scope()`.
+        strategy: a tf.distribute.Strategy (the default one for one device).
+        jit_compile: compile each replica's step (`model.train_step`) with XLA
+            (`tf.function(jit_compile=True)`, inside `strategy.run`, as Keras does);
+            then `lambdas` must be given.
+    """
+    replica_step = model.train_step
+    if jit_compile:
+        replica_step = tf.function(model.train_step, jit_compile=True)
 
     @tf.function
-    def step_fn(d_batch, g_batch):
-        logs = strategy.run(model.train_step, args=((d_batch, g_batch),))
+    def step_fn(d_batch, g_batch, lambdas=None):
+        data = (d_batch, g_batch) if lambdas is None else (d_batch, g_batch, lambdas)
+        logs = strategy.run(replica_step, args=(data,))
         return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
 
     return step_fn
@@ -607,8 +727,9 @@ def _loop(
         def evaluate():
             return evaluate_periodic(model, *held_out, embedder)
 
+    data = data.with_options(distribute.data_options())  # workers split each batch
     iterator = iter(strategy.experimental_distribute_dataset(data))
-    step_fn = make_step_fn(model, strategy)
+    step_fn = make_step_fn(model, strategy, resolve_jit_compile(config.jit_compile))
 
     writer = None
     if config.tensorboard:
@@ -624,12 +745,21 @@ def _loop(
     if evaluate is not None and run.step == 0:  # the untrained model, for reference
         _log_row(model, run, {k: [v] for k, v in evaluate().items()}, writer)
     deadline = None if max_seconds is None else time.time() + max_seconds
+    # Workers stop together: any worker's deadline stops all (a collective per step).
+    vote = (
+        distribute.make_agree(strategy)
+        if distribute.num_workers(strategy) > 1
+        else None
+    )
     while run.step < stop_at:
         _enter_stage(model, run, entering_from_saved=False)
-        logs = step_fn(next(iterator), next(iterator))
+        lambdas = tf.constant(mixup_lambdas(config.seed, run.step))
+        logs = step_fn(next(iterator), next(iterator), lambdas)
         run.step += 1
-        if deadline is not None and time.time() >= deadline:
-            stop_at = run.step
+        if deadline is not None:
+            late = time.time() >= deadline
+            if late if vote is None else vote([late])[1][0]:
+                stop_at = run.step
         for key, value in logs.items():
             window[key].append(float(value))
         bar.update(1)
@@ -658,8 +788,9 @@ def _log_row(model, run: _Run, window, writer) -> None:
         "step": run.step,
         "stage": run.stage,
         "seconds": round(run.seconds, 3),
-        "lr_g": float(model.g_optimizer_a.learning_rate),
-        "lr_d": float(model.d_optimizer.learning_rate),
+        # np.asarray: a distributed (mirrored) variable has no float() of its own.
+        "lr_g": float(np.asarray(model.g_optimizer_a.learning_rate)),
+        "lr_d": float(np.asarray(model.d_optimizer.learning_rate)),
     }
     row.update({k: float(np.mean(v)) for k, v in window.items()})
     path = run.dir / "metrics.jsonl"

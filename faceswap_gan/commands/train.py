@@ -9,7 +9,13 @@ match the saved values, except those that do not change the run's course:
 turned on or off, --masks-a/--masks-b, --eval-every, --backup-iters and
 --perceptual-weights; --iterations under the "constant" schedule (more iterations
 train further). Anything else is refused, naming each flag with the saved and the
-given value, before anything is written.
+given value, before anything is written. --xla/--no-xla may change on resume too (the
+same step, compiled or not).
+
+--strategy (mirrored, multiworker, tpu) says how each step is spread over devices or
+machines (`faceswap_gan.distribute`); it is chosen per session, not saved with the run,
+so a run resumes under any strategy. With multiworker, start the same command on every
+worker, each with its TF_CONFIG; only the chief writes the run folder.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from faceswap_gan.config import (
     read_json_object,
     to_dict,
 )
+from faceswap_gan.distribute import STRATEGIES
 from faceswap_gan.errors import FaceswapError
 
 EXAMPLES = """examples:
@@ -39,6 +46,9 @@ EXAMPLES = """examples:
       --iterations 20000 --run-dir runs/ab
   python -m faceswap_gan train --run-dir runs/ab --resume
   python -m faceswap_gan train --config my_run.json --iterations 500 --dry-run
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+    "task": {"type": "worker", "index": 0}}' \
+    python -m faceswap_gan train --run-dir /shared/ab --resume --strategy multiworker
 """
 
 # flag -> (section of TrainConfig or None for top level, field, type)
@@ -57,6 +67,7 @@ FLAGS = {
     "mixed_precision": (None, "mixed_precision", bool),
     "tensorboard": (None, "tensorboard", bool),
     "eval_every": (None, "eval_every", int),
+    "jit_compile": (None, "jit_compile", bool),
     "image_size": ("arch", "image_shape", int),
     "norm": ("arch", "norm", str),
     "model_capacity": ("arch", "model_capacity", str),
@@ -125,13 +136,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ):
         add(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=text)
     add(
+        "--xla",
+        dest="jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the training step with XLA (TrainConfig.jit_compile; default: "
+        "on with a GPU or TPU, off on CPUs); may change on resume",
+    )
+    add(
+        "--strategy",
+        choices=STRATEGIES,
+        default=None,
+        help="spread each step over devices: mirrored (all GPUs of this machine), "
+        "multiworker (several machines/processes, from the TF_CONFIG environment "
+        "variable; only the chief writes the run folder), tpu (a TPU runtime; needs "
+        "the XLA step). Default: mirrored when several GPUs are visible, else one "
+        "device. Not saved with the run: a run resumes under any strategy",
+    )
+    add(
         "--resume",
         action="store_true",
         help="continue the run in --run-dir from its newest loadable checkpoint, with "
         "its saved config.json (no other flags needed). Flags given too must match "
         "the saved values, except --faces-a/-b, --display-iters, --tensorboard, "
         "--masks-a/-b, --eval-every, --backup-iters, --perceptual-weights (not "
-        "turned on/off) and --iterations under the constant schedule",
+        "turned on/off), --xla and --iterations under the constant schedule",
     )
     add(
         "--stop-at",
@@ -319,6 +348,7 @@ def run(args) -> int:
         dry_run=args.dry_run,
         stop_at=args.stop_at,
         verbose=args.verbose,
+        strategy=args.strategy,
     )
     if not args.dry_run:
         print(
