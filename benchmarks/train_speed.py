@@ -123,8 +123,8 @@ def measure(args) -> dict:
     iterator = iter(data)
     batches = random_batches(args.size, args.batch_size, 2)
 
-    def fed_step(_):  # fresh D and G batches, as the trainer
-        return step((next(iterator), next(iterator)))
+    def fed_step(_):  # fresh D and G batches and the mixup weights, as the trainer
+        return step((next(iterator), next(iterator), batches[0][2]))
 
     for warm_up in (fed_step, step):  # tracing and graph optimisation, untimed
         float(warm_up(batches[0])["g/total"])

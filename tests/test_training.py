@@ -154,3 +154,24 @@ def test_resume_after_sigkill_continues_step_stage_optimizer_and_weights(
     moved = sum(np.abs(a - b).sum() for a, b in zip(after, before))
     assert 0 < moved < 0.5 * sum(np.abs(a).sum() for a in after)
     assert sum(x.size for x in fresh) == sum(x.size for x in before)
+
+
+@pytest.mark.slow
+def test_stop_and_resume_gives_the_same_weights_as_one_run(faces_a, faces_b, tmp_path):
+    """Data order, augmentation and mixup weights (`mixup_lambdas(seed, step)`) are
+    functions of the step: 2 steps, a new process state, 2 more == 4 in one go."""
+    runs = {}
+    for name, stops in (("straight", [None]), ("resumed", [2, None])):
+        config = tiny(
+            faces_a,
+            faces_b,
+            tmp_path / name,
+            iterations=4,
+            display_iters=2,
+            schedule="constant",
+        )
+        for i, stop in enumerate(stops):
+            train(config, resume=i > 0, progress=False, stop_at=stop)
+        runs[name] = _weights(checkpoints.find_checkpoint(config.run_dir), "netDA")
+    for a, b in zip(runs["straight"], runs["resumed"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
