@@ -483,7 +483,10 @@ class VideoConverter:
         """
         paths = self.config.reference
         if self._reference is None or self._reference[0] != paths:
-            crops = reference_crops(paths, self.detector)  # Checked before loading.
+            # Photos go to the plain detector: a video detector that tracks faces
+            # (KeyframeDetector) would carry the photo's face into the video.
+            photo_detector = getattr(self.detector, "detector", self.detector)
+            crops = reference_crops(paths, photo_detector)  # Checked before loading.
             if self.embedder is None:
                 from faceswap_gan.faces.identity import build_identity_embedder
 
