@@ -14,8 +14,9 @@ Runs on a machine with one GPU (e.g. a Colab GPU runtime) and checks, within
    bottleneck;
 3. **convert** — conversion speed at 720p: a bundled clip padded to 1280x720 (the face
    keeps its size), converted with `converter.pipeline.VideoConverter` and a fresh
-   standard model; frames/s and processing time over the video's duration (below 1:
-   faster than real time; the SaSwap paper reports 0.35x on an A10);
+   standard model, with the default keyframe detection and with full MTCNN on every
+   frame; frames/s and processing time over the video's duration (below 1: faster
+   than real time; the SaSwap paper reports 0.35x on an A10);
 4. **learning** — `benchmarks/gpu_learning.py`: the standard preset trained on the
    bundled clips' faces to the v2.2 schedule for the rest of the budget, with its
    learning report (held-out PSNR, saturation, alpha, MobileFaceNet identity).
@@ -137,7 +138,8 @@ def make_720p(work: Path, frames: int) -> Path:
 
 
 def part_convert(args) -> None:
-    """One row: 720p conversion with a fresh standard model (frames/s, x duration)."""
+    """Rows: 720p conversion with a fresh standard model (frames/s, x duration), with
+    the default keyframe detection and with full MTCNN on every frame."""
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
     from faceswap_gan.config import PRESETS
@@ -147,25 +149,29 @@ def part_convert(args) -> None:
     work = Path(args.output)
     clip = make_720p(work, args.convert_frames)
     model = FaceSwapGAN(PRESETS["standard"])
-    config = ConverterConfig(output_type="single")
-    converter = VideoConverter(model, config)
-    for index, frame in enumerate(VideoReader(clip)):  # warm-up: tracing, MTCNN
-        converter.convert_image(frame)
-        if index == 2:
-            break
     output = work / "converted_720p.mp4"
-    report = converter.convert(clip, output, progress=False, overwrite=True)
-    emit(
-        {
-            "resolution": "1280x720",
-            "frames": report.frames,
-            "faces": report.faces,
-            "frames_per_second": report.frames_per_second,
-            "realtime_factor": report.realtime_factor,
-            "seconds": report.seconds,
-        }
-    )
-    output.unlink()  # a synthetic video of a real person: not kept
+    for keyframe_seconds in (ConverterConfig().keyframe_seconds, 0.0):
+        config = ConverterConfig(
+            output_type="single", keyframe_seconds=keyframe_seconds
+        )
+        converter = VideoConverter(model, config)
+        for index, frame in enumerate(VideoReader(clip)):  # warm-up: tracing, MTCNN
+            converter.convert_image(frame)
+            if index == 2:
+                break
+        report = converter.convert(clip, output, progress=False, overwrite=True)
+        emit(
+            {
+                "resolution": "1280x720",
+                "keyframe_seconds": keyframe_seconds,
+                "frames": report.frames,
+                "faces": report.faces,
+                "frames_per_second": report.frames_per_second,
+                "realtime_factor": report.realtime_factor,
+                "seconds": report.seconds,
+            }
+        )
+        output.unlink()  # a synthetic video of a real person: not kept
 
 
 def part_learning(args, minutes: float) -> None:
@@ -227,14 +233,18 @@ def markdown(report: dict) -> str:
     lines += [f"| {n} | {p['status']} | {p['seconds']} |" for n, p in parts.items()]
     model = parts.get("model", {}).get("rows", [])
     peak = next((r["matmul_flop_s"] for r in model if r.get("kind") == "peak"), None)
-    lines += [
-        "",
-        f"## Train step, 64 px (float32 matmul peak {_f(peak and peak / 1e12)} "
-        "TFLOP/s)",
-        "",
-        "| model | precision | XLA | it/s | GFLOP/it | TFLOP/s | of fp32 peak |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines += (
+        []
+        if "model" not in parts
+        else [
+            "",
+            f"## Train step, 64 px (float32 matmul peak {_f(peak and peak / 1e12)} "
+            "TFLOP/s)",
+            "",
+            "| model | precision | XLA | it/s | GFLOP/it | TFLOP/s | of fp32 peak |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
     for r in (r for r in model if "capacity" in r):
         precision = "mixed_float16" if r["mixed"] else "float32"
         if "error" in r:
@@ -261,7 +271,7 @@ def markdown(report: dict) -> str:
     for r in parts.get("convert", {}).get("rows", []):
         lines += [
             "",
-            "## Conversion, 1280x720",
+            f"## Conversion, 1280x720, keyframe_seconds {r['keyframe_seconds']}",
             "",
             "| frames | frames/s | x video duration |",
             "|---|---|---|",
@@ -327,9 +337,13 @@ def main(argv=None) -> int:
     print(
         f"device: {report['device']['device']}; budget {args.minutes} min", flush=True
     )
+    # Shares of the parts asked for, scaled to the whole budget; learning (if asked)
+    # takes what is left when it starts.
+    fixed = [name for name in args.parts if name in SHARES]
+    scale = 1.0 if "learning" in args.parts else 1.0 / sum(SHARES[n] for n in fixed)
     for name in args.parts:
         left = budget - (time.time() - started)
-        seconds = left if name == "learning" else SHARES[name] * budget
+        seconds = left if name == "learning" else SHARES[name] * scale * budget
         seconds = min(seconds, left)
         if seconds < 30:
             report["parts"][name] = {"status": "skipped (budget spent)", "seconds": 0}
