@@ -55,18 +55,22 @@ running; ratios are what count), by
     standard  XLA on  explicit  0.054        0.68     25.0    24.0 %
     standard  XLA on  fused     0.049        0.64     22.4    21.6 %
 
-so on CPU the XLA step is slower (and takes 1.5-4 minutes to compile) and
-`keras.ops.dot_product_attention` (on the TensorFlow backend an einsum/softmax/einsum
-graph, not a fused kernel) is no faster: the defaults are XLA off on CPU
-(TrainConfig.jit_compile None -> `training.resolve_jit_compile`) and explicit
-attention (`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU and TPU
-(TPUs need it; on GPUs it is Keras' own `jit_compile="auto"` choice), not measured
-in this session (no GPU); run this script there to check. The 50 % of peak goal is
-not reached (27-34 %). A likely limit, not profiled here: the self-attention's
-(B, 4096, 4096) score and softmax maps (48 % of lite's FLOPs), 64 MiB per face,
-are streamed through memory several times per step (softmax, its gradient), which
-is bandwidth- rather than matmul-bound. The machine was busy: the matmul runs
-ranged 17-104 GFLOP/s (median 93).
+A repeat with `--xla off on` (explicit attention only) gave XLA on/off 0.73 (lite)
+and 0.88 (standard), off at 22 % and 44 % of that run's peak (73.0 GFLOP/s; runs
+spread up to 161 %: a busy machine). So on CPU the XLA step is slower in both runs
+(and takes 0.5-4 minutes to compile here) and `keras.ops.dot_product_attention` (on
+the TensorFlow backend an einsum/softmax/einsum graph, not a fused kernel) is no
+faster: the defaults are XLA off on CPU (TrainConfig.jit_compile None ->
+`training.resolve_jit_compile`) and explicit attention
+(`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU and TPU (TPUs need
+it; on GPUs it is Keras' own `jit_compile="auto"` choice), not measured in this
+session (no GPU); run this script there to check. The 50 % of peak goal is not
+reached (22-44 % of the peak measured in the same run). A likely limit, not profiled
+here: the self-attention's (B, 4096, 4096) score and softmax maps (48 % of lite's
+FLOPs), 64 MiB per face, are streamed through memory several times per step
+(softmax, its gradient), which is bandwidth- rather than matmul-bound. The machine
+was busy: the matmul runs ranged 17-104 GFLOP/s (median 93) in the first run, 35-73
+(median 66) in the repeat.
 """
 
 from __future__ import annotations
