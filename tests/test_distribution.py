@@ -1,5 +1,9 @@
-"""Scale options: MirroredStrategy over two (logical CPU) replicas, mixed precision."""
+"""Scale options: --strategy (MirroredStrategy over two logical CPU replicas, TF_CONFIG
+checks, TPU errors), mixed precision. Two worker processes: tests/test_multiworker.py.
+"""
 
+import dataclasses
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,8 +13,108 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceswap_gan.config import PRESETS
+from faceswap_gan import distribute
+from faceswap_gan.cli import main
+from faceswap_gan.config import PRESETS, TrainConfig, to_dict, to_json
+from faceswap_gan.errors import FaceswapError
 from faceswap_gan.models import FaceSwapGAN
+from faceswap_gan.training import resume_conflicts, train
+
+WORKERS = {"worker": ["localhost:2222", "localhost:2223"]}
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{cluster", "not valid JSON"),
+        ('["worker"]', "must be an object with 'cluster' and 'task'"),
+        (json.dumps({"cluster": {}, "task": {}}), "has no 'worker' list"),
+        (
+            json.dumps({"cluster": {"ps": ["h:1"]}, "task": {"type": "ps"}}),
+            "role 'ps' is not supported",
+        ),
+        (
+            json.dumps({"cluster": {"worker": ["nohost"]}, "task": {"type": "worker"}}),
+            "list of 'host:port' strings",
+        ),
+        (
+            json.dumps({"cluster": WORKERS, "task": {"type": "worker", "index": 2}}),
+            "is not in its cluster",
+        ),
+        (
+            json.dumps({"cluster": WORKERS, "task": {"type": "chief", "index": 0}}),
+            "is not in its cluster",
+        ),
+    ],
+)
+def test_multiworker_refuses_a_missing_or_bad_tf_config(
+    tf_config, message, monkeypatch
+):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf_config is not None:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(FaceswapError, match=message) as error:
+        distribute.make_strategy("multiworker")
+    assert "TF_CONFIG=" in str(error.value)  # says how to set it
+
+
+def test_tf_config_of_a_two_worker_cluster_is_read(monkeypatch):
+    value = {"cluster": WORKERS, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(value))
+    assert distribute.tf_config() == value
+
+
+def test_cli_multiworker_without_tf_config_is_one_line_and_writes_nothing(
+    faces_a, faces_b, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    run_dir = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--faces-a", str(faces_a), "--faces-b"]
+    args += [str(faces_b), "--run-dir", str(run_dir), "--strategy", "multiworker"]
+    assert main(args) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("train: error: --strategy "), error
+    assert "TF_CONFIG" in error[0]
+    assert not run_dir.exists()
+
+
+def test_unknown_strategy_and_tpu_without_xla_are_refused(faces_a, faces_b, tmp_path):
+    config = TrainConfig.from_preset(
+        "tiny", faces_a=str(faces_a), faces_b=str(faces_b), run_dir=str(tmp_path / "r")
+    )
+    with pytest.raises(FaceswapError, match="choose one of mirrored, multiworker, tpu"):
+        train(config, strategy="horovod")
+    no_xla = dataclasses.replace(config, jit_compile=False)
+    with pytest.raises(FaceswapError, match="tpu compiles every step with XLA"):
+        train(no_xla, strategy="tpu")
+    assert not (tmp_path / "r").exists()
+
+
+def test_xla_flag_sets_jit_compile_and_may_change_on_resume(faces_a, faces_b, tmp_path):
+    from faceswap_gan.cli import build_parser
+    from faceswap_gan.commands.train import resolve_config
+
+    def resolve(*args):
+        return resolve_config(build_parser().parse_args(["train", *args]))
+
+    run_dir = tmp_path / "run"
+    fresh = ["--preset", "tiny", "--faces-a", str(faces_a), "--faces-b", str(faces_b)]
+    fresh += ["--run-dir", str(run_dir)]
+    assert resolve(*fresh).jit_compile is None  # auto
+    assert resolve(*fresh, "--no-xla").jit_compile is False
+    config = resolve(*fresh, "--xla")
+    assert config.jit_compile is True
+    # A run saved without XLA resumes with it: the same step, compiled or not.
+    run_dir.mkdir()
+    saved = dataclasses.replace(config, jit_compile=False)
+    (run_dir / "config.json").write_text(to_json(saved))
+    assert resume_conflicts(config, to_dict(saved)) == []
+    resumed = resolve("--run-dir", str(run_dir), "--resume", "--xla")
+    assert resumed == config
+    with pytest.raises(FaceswapError, match="--batch-size"):  # still refused
+        resolve("--run-dir", str(run_dir), "--resume", "--batch-size", "4")
+
 
 MIRRORED = textwrap.dedent("""
     import numpy as np, tensorflow as tf
@@ -134,3 +238,106 @@ def test_two_replicas_apply_the_gradient_of_the_global_batch():
     assert float(scale) > 0
     assert float(error) <= 1e-2 * float(scale), line  # float32 sums in any order
     assert abs(float(ratio) - 1.0) < 1e-3, line
+
+
+MIRRORED_RESUME = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from faceswap_gan import distribute
+    from faceswap_gan.config import TrainConfig
+    from faceswap_gan.errors import FaceswapError
+    from faceswap_gan.training import train
+
+    root, faces_a, faces_b = sys.argv[1:]
+    def config(name):
+        return TrainConfig.from_preset(
+            "tiny", faces_a=faces_a, faces_b=faces_b, run_dir=f"{root}/{name}",
+            batch_size=4, iterations=2, display_iters=1, schedule="constant")
+
+    # "mirrored" on a machine without GPUs: every logical CPU device (2 here).
+    print("REPLICAS", distribute.make_strategy("mirrored").num_replicas_in_sync)
+    train(config("straight"), progress=False, strategy="mirrored")
+    # Left at step 1 for another process to resume on one device.
+    train(config("elsewhere"), progress=False, stop_at=1, strategy="mirrored")
+    try:
+        distribute.make_strategy("tpu")
+    except FaceswapError as error:
+        print("TPU", error)
+""")
+
+
+def _all_weights(run_dir):
+    """(checkpoint folder, every weight of the run's latest checkpoint in order)."""
+    import h5py
+
+    from faceswap_gan import checkpoints
+
+    folder = checkpoints.find_checkpoint(run_dir)
+    values = []
+    for net in checkpoints.NETWORKS:
+        with h5py.File(folder / f"{net}.weights.h5") as f:
+            f.visititems(
+                lambda name, obj: (
+                    values.append(np.array(obj)) if hasattr(obj, "shape") else None
+                )
+            )
+    return folder, values
+
+
+@pytest.mark.slow
+def test_mirrored_run_resumes_under_another_strategy(faces_a, faces_b, tmp_path):
+    """train(strategy="mirrored") on 2 logical CPUs, stopped at step 1, resumed by the
+    CLI in another process on one device (--strategy mirrored, 1 replica), ends
+    where an uninterrupted 2-replica run does, up to float32 summation order. With no
+    TPU, --strategy tpu is a clear error."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MIRRORED_RESUME,
+            str(tmp_path),
+            str(faces_a),
+            str(faces_b),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REPLICAS 2" in result.stdout
+    tpu = next(line for line in result.stdout.splitlines() if line.startswith("TPU"))
+    assert "no TPU reachable" in tpu and "--strategy mirrored" in tpu, tpu
+    _, first = _all_weights(tmp_path / "elsewhere")  # step 1, on 2 replicas
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceswap_gan",
+            "train",
+            "--run-dir",
+            str(tmp_path / "elsewhere"),
+            "--resume",
+            "--strategy",
+            "mirrored",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert "Resuming from" in cli.stdout and "step_0000001" in cli.stdout
+
+    straight_folder, straight = _all_weights(tmp_path / "straight")
+    elsewhere_folder, elsewhere = _all_weights(tmp_path / "elsewhere")
+    assert straight_folder.name == elsewhere_folder.name == "step_0000002"
+    assert len(straight) == len(elsewhere) == len(first) > 0
+    # One replica instead of two for the second step: the same update up to float
+    # summation order, far below what the step changed (summed over all weights:
+    # Adam moves a weight whose gradient is near 0 by about lr either way).
+    change = sum(np.abs(a - b).sum() for a, b in zip(straight, first))
+    error = sum(np.abs(a - b).sum() for a, b in zip(straight, elsewhere))
+    assert change > 0 and error <= 1e-2 * change, (error, change)
