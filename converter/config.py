@@ -172,7 +172,7 @@ class ConverterConfig:
     # not by a vote against these photos (`converter.selection`).
     reference: tuple[str, ...] = ()
     # [-1, 1]: cosine similarity (MobileFaceNet) at or above which a face votes for
-    # the reference; 0.4 = `faceswap_gan.faces.identity.SAME_PERSON_COSINE`,
+    # the reference; 0.4 = `faceswap_gan.config.SAME_PERSON_COSINE`,
     # FaceFusion's default (a test keeps the two equal).
     similarity_threshold: float = 0.4
     # Output video encoding (`faceswap_gan.video.CODECS`): "h264", "h265" or

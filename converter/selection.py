@@ -28,7 +28,7 @@ Pass 2 (in `converter.pipeline`) decodes again and swaps the chosen tracks' face
 these records, without detecting again.
 
 Default threshold: `DEFAULT_SIMILARITY_THRESHOLD` =
-`faceswap_gan.faces.identity.SAME_PERSON_COSINE` (0.4 cosine), FaceFusion's default
+`faceswap_gan.config.SAME_PERSON_COSINE` (0.4 cosine), FaceFusion's default
 face-selector setting (see there); it was not tuned on this project's data.
 """
 
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap_gan.config import SAME_PERSON_COSINE
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.alignment import align
-from faceswap_gan.faces.identity import SAME_PERSON_COSINE
 
 DEFAULT_SIMILARITY_THRESHOLD = SAME_PERSON_COSINE  # Cosine (see module doc).
 IDENTITY_BACKEND = "mobilefacenet"  # The evaluation's independent identity scorer.

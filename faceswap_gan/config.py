@@ -35,6 +35,18 @@ GAN_TRAININGS = ("mixup_LSGAN", "relativistic_avg_LSGAN")
 PERCEPTUAL_BACKENDS = ("face_api", "vggface")
 
 
+# Cosine similarity of two L2-normalised MobileFaceNet embeddings at or above which two
+# faces count as one person (distance 1 - cos <= 0.6). Not fitted to this project's
+# faces: it is the default of FaceFusion's face selector, `--reference-face-distance`
+# 0.6 on `1 - dot(normed embeddings)` of its ArcFace recogniser (facefusion/program.py;
+# newer releases default to a stricter 0.3). MobileFaceNet is trained
+# with the same ArcFace-type margin loss. On the test crops, same-person cosines measure
+# 0.50-0.97 at 256 px (0.37-0.95 at 64 px) and different-person ones up to 0.34 (0.37)
+# (tests/faces/test_mobilefacenet.py). Used by `convert --reference`
+# (`converter.selection`) and `sort` (`faceswap_gan.faces.curation`).
+SAME_PERSON_COSINE = 0.4
+
+
 def parse_image_shape(value: Any) -> tuple[int, int, int]:
     """`(S, S, 3)` or `S` -> `(S, S, 3)` ints, with S in IMAGE_SIZES (pixels).
 

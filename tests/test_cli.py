@@ -36,3 +36,17 @@ def test_verbose_shows_the_tensorflow_log(tmp_path, faces_a):
     assert result.returncode == 1
     assert "absl" in result.stderr or "I0000" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("masks: error: Image folder")
+
+
+def test_building_the_parser_loads_no_tensorflow():
+    """Every subcommand's module is imported to build the parser, before the device
+    line hides TensorFlow's start-up log: none of them may import TensorFlow."""
+    code = (
+        "import sys; from faceswap_gan.cli import COMMANDS, build_parser; "
+        "build_parser(); print(len(COMMANDS), 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["8", "False"]

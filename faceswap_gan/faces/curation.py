@@ -29,8 +29,8 @@ landmark search both identity embedders use):
 
 Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
 
-- identity: `IDENTITY_MAX_DISTANCE` = 1 - `identity.SAME_PERSON_COSINE` = 0.6,
-  FaceFusion's default face-selector distance (see `identity.SAME_PERSON_COSINE`),
+- identity: `IDENTITY_MAX_DISTANCE` = 1 - `config.SAME_PERSON_COSINE` = 0.6,
+  FaceFusion's default face-selector distance (see `faceswap_gan.config.SAME_PERSON_COSINE`),
   the same threshold as `convert --reference` (`converter.selection`, cosine
   0.4). deepface's LFW-tuned ArcFace threshold, 0.68, is close. It is a pairwise
   threshold, hence the pairwise medians. Measured on the test crops: same person
@@ -92,8 +92,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceswap_gan.config import SAME_PERSON_COSINE
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.faces.identity import SAME_PERSON_COSINE
 from faceswap_gan.files import write_text
 from faceswap_gan.images import (
     IMAGE_EXTENSIONS,
@@ -106,7 +106,7 @@ from faceswap_gan.images import (
 REJECTED = "rejected"  # Subfolder of the face (and mask) folder for moved files.
 SCORES_FILE = "scores.csv"
 REASONS = ("blur", "pose", "identity", "duplicate")  # Precedence: first failed wins.
-# Cosine distance; FaceFusion's default (see identity.SAME_PERSON_COSINE).
+# Cosine distance; FaceFusion's default (see config.SAME_PERSON_COSINE).
 IDENTITY_MAX_DISTANCE = round(1.0 - SAME_PERSON_COSINE, 6)
 BLUR_MIN_RATIO = 0.5  # Sharpness / folder median below this: blurred.
 MAX_YAW = 45.0  # Degrees; the semi-frontal range of the 68-point layout.

@@ -256,16 +256,6 @@ def same_person(a: np.ndarray, b: np.ndarray, threshold: float = 0.6) -> bool:
 
 
 IDENTITY_BACKENDS = ("mobilefacenet", "face_api")
-# Cosine similarity of two L2-normalised MobileFaceNet embeddings at or above which two
-# faces count as one person (distance 1 - cos <= 0.6). Not fitted to this project's
-# faces: it is the default of FaceFusion's face selector, `--reference-face-distance`
-# 0.6 on `1 - dot(normed embeddings)` of its ArcFace recogniser (facefusion/program.py;
-# newer releases default to a stricter 0.3). MobileFaceNet is trained
-# with the same ArcFace-type margin loss. On the test crops, same-person cosines measure
-# 0.50-0.97 at 256 px (0.37-0.95 at 64 px) and different-person ones up to 0.34 (0.37)
-# (tests/faces/test_mobilefacenet.py). Used by `convert --reference`
-# (`converter.selection`) and `sort` (`faceswap_gan.faces.curation`).
-SAME_PERSON_COSINE = 0.4
 
 
 def build_identity_embedder(backend: str = "mobilefacenet", weights_dir=None):
