@@ -40,37 +40,37 @@ Usage:
     python benchmarks/model_speed.py --sizes 64 128 --capacities lite standard \\
         --batch-size 8 --steps 5 --repeats 3 [--xla off on] [--attention explicit fused]
 
-Measured on the shared 2-core CPU (TensorFlow 2.21, batch 8, other processes
-running; ratios are what count), by
+Measured on the shared 2-core CPU (TensorFlow 2.21, batch 8), by
 `python benchmarks/model_speed.py --sizes 64 --capacities lite standard --xla off on
---attention explicit fused --steps 2 --repeats 3`:
+--attention explicit fused --steps 2 --repeats 3`, on a quiet machine (matmul runs
+196-212 GFLOP/s):
 
-    model     variant            it/s  x vs first  GFLOP/s  of peak (103.9 GFLOP/s)
-    lite      XLA off explicit  0.153        1.00     28.3    27.2 %
-    lite      XLA off fused     0.148        1.00     27.3    26.3 %
-    lite      XLA on  explicit  0.102        0.67     19.0    18.2 %
-    lite      XLA on  fused     0.050        0.33      9.3     9.0 %
-    standard  XLA off explicit  0.076        1.00     35.2    33.8 %
-    standard  XLA off fused     0.067        0.83     30.7    29.6 %
-    standard  XLA on  explicit  0.054        0.68     25.0    24.0 %
-    standard  XLA on  fused     0.049        0.64     22.4    21.6 %
+    model     variant            it/s  x vs first  GFLOP/s  of peak (212.3 GFLOP/s)
+    lite      XLA off explicit  0.424        1.00     78.4    36.9 %
+    lite      XLA off fused     0.424        1.01     78.4    36.9 %
+    lite      XLA on  explicit  0.333        0.76     61.6    29.0 %
+    lite      XLA on  fused     0.210        0.50     38.9    18.3 %
+    standard  XLA off explicit  0.218        1.00    100.7    47.5 %
+    standard  XLA off fused     0.221        1.00    102.0    48.0 %
+    standard  XLA on  explicit  0.210        0.96     96.8    45.6 %
+    standard  XLA on  fused     0.144        0.66     66.6    31.4 %
 
-A repeat with `--xla off on` (explicit attention only) gave XLA on/off 0.73 (lite)
-and 0.88 (standard), off at 22 % and 44 % of that run's peak (73.0 GFLOP/s; runs
-spread up to 161 %: a busy machine). So on CPU the XLA step is slower in both runs
-(and takes 0.5-4 minutes to compile here) and `keras.ops.dot_product_attention` (on
-the TensorFlow backend an einsum/softmax/einsum graph, not a fused kernel) is no
-faster: the defaults are XLA off on CPU (TrainConfig.jit_compile None ->
+Two earlier runs on a busy machine (this command, then the same with `--xla off on`
+only; matmul runs 17-104 and 35-73 GFLOP/s) gave XLA on/off 0.67 and 0.73 (lite),
+0.68 and 0.88 (standard), fused/explicit 1.00 (lite) and 0.83 (standard) without XLA
+(first run). So on CPU the XLA step is slower in every run (and compiles in 20 s to
+4 minutes) and `keras.ops.dot_product_attention` (on the TensorFlow backend an
+einsum/softmax/einsum graph, not a fused kernel) is no faster, and slower under XLA:
+the defaults are XLA off on CPU (TrainConfig.jit_compile None ->
 `training.resolve_jit_compile`) and explicit attention
 (`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU and TPU (TPUs need
 it; on GPUs it is Keras' own `jit_compile="auto"` choice), not measured in this
-session (no GPU); run this script there to check. The 50 % of peak goal is not
-reached (22-44 % of the peak measured in the same run). A likely limit, not profiled
+session (no GPU); run this script there to check. The 50 % of peak goal is reached
+by neither: standard 47.5-48 %, lite 37 % (quiet run). A likely limit, not profiled
 here: the self-attention's (B, 4096, 4096) score and softmax maps (48 % of lite's
-FLOPs), 64 MiB per face, are streamed through memory several times per step
-(softmax, its gradient), which is bandwidth- rather than matmul-bound. The machine
-was busy: the matmul runs ranged 17-104 GFLOP/s (median 93) in the first run, 35-73
-(median 66) in the repeat.
+FLOPs, 38 % of standard's), 64 MiB per face, are streamed through memory several
+times per step (softmax, its gradient), which is bandwidth- rather than
+matmul-bound; lite, with the larger attention share, is further from the peak.
 """
 
 from __future__ import annotations

@@ -637,8 +637,8 @@ def resolve_jit_compile(jit_compile: bool | None) -> bool:
     """TrainConfig.jit_compile -> whether the train step is compiled with XLA.
 
     True and False are kept. None ("auto"): XLA on when a GPU or TPU is visible,
-    off on a CPU-only machine, where the XLA step measured 0.67-0.88x the plain
-    step's iterations/s (lite and standard, 64 px, two runs; figures, command in
+    off on a CPU-only machine, where the XLA step measured 0.67-0.96x the plain
+    step's iterations/s (lite and standard, 64 px, 3 runs; figures, command in
     benchmarks/model_speed.py's docstring). TPUs need XLA; on GPUs this follows
     Keras' own `jit_compile="auto"` (not measured here: no GPU in that session).
     """

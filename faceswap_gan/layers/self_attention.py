@@ -30,7 +30,7 @@ class SelfAttention2D(keras.layers.Layer):
             rounding) and the same weights; None (default): `FUSED_DEFAULT` at
             construction.
             On the TensorFlow backend the Keras op is not a fused kernel (an
-            einsum / softmax / einsum graph); its train step measured 0.83-1.00x
+            einsum / softmax / einsum graph); its train step measured 0.83-1.01x
             the explicit one's speed on CPU (benchmarks/model_speed.py docstring,
             `--attention explicit fused`), so the default stays explicit.
 
