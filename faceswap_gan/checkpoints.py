@@ -268,6 +268,35 @@ def find_checkpoint(path: str | Path) -> Path:
     return first_loadable(path)[0]
 
 
+def weight_arrays(path: str | Path) -> tuple[Path, list[np.ndarray]]:
+    """Every weight array saved in a checkpoint, in a fixed order (the networks in
+    `NETWORKS` order, each file's datasets in HDF5 visiting order), read without
+    building a model: for comparing two runs' weights.
+
+    Args:
+        path: a run folder, a `checkpoints/` folder or a checkpoint folder
+            (resolved by `find_checkpoint`).
+
+    Returns:
+        (the checkpoint folder, list of float32 arrays of each weight's shape).
+
+    Raises:
+        FileNotFoundError, FaceswapError: as `find_checkpoint`.
+    """
+    import h5py
+
+    folder = find_checkpoint(path)
+    values: list[np.ndarray] = []
+    for net in NETWORKS:
+        with h5py.File(folder / f"{net}.weights.h5", "r") as file:
+            file.visititems(
+                lambda _, item: (
+                    values.append(np.array(item)) if hasattr(item, "shape") else None
+                )
+            )
+    return folder, values
+
+
 def first_loadable(
     path, skip: tuple = (), earlier: tuple = (), warn: bool = True
 ) -> tuple[Path, dict, dict, list]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceswap_gan import distribute
+from faceswap_gan import checkpoints, distribute
 from faceswap_gan.cli import main
 from faceswap_gan.config import PRESETS, TrainConfig, to_dict, to_json
 from faceswap_gan.errors import FaceswapError
@@ -269,24 +269,6 @@ MIRRORED_RESUME = textwrap.dedent("""
 """)
 
 
-def _all_weights(run_dir):
-    """(checkpoint folder, every weight of the run's latest checkpoint in order)."""
-    import h5py
-
-    from faceswap_gan import checkpoints
-
-    folder = checkpoints.find_checkpoint(run_dir)
-    values = []
-    for net in checkpoints.NETWORKS:
-        with h5py.File(folder / f"{net}.weights.h5") as f:
-            f.visititems(
-                lambda name, obj: (
-                    values.append(np.array(obj)) if hasattr(obj, "shape") else None
-                )
-            )
-    return folder, values
-
-
 @pytest.mark.slow
 def test_mirrored_run_resumes_under_another_strategy(faces_a, faces_b, tmp_path):
     """train(strategy="mirrored") on 2 logical CPUs, stopped at step 1, resumed by the
@@ -310,7 +292,9 @@ def test_mirrored_run_resumes_under_another_strategy(faces_a, faces_b, tmp_path)
     assert "REPLICAS 2" in result.stdout
     tpu = next(line for line in result.stdout.splitlines() if line.startswith("TPU"))
     assert "no TPU reachable" in tpu and "--strategy mirrored" in tpu, tpu
-    _, first = _all_weights(tmp_path / "elsewhere")  # step 1, on 2 replicas
+    _, first = checkpoints.weight_arrays(
+        tmp_path / "elsewhere"
+    )  # step 1, on 2 replicas
     cli = subprocess.run(
         [
             sys.executable,
@@ -331,8 +315,8 @@ def test_mirrored_run_resumes_under_another_strategy(faces_a, faces_b, tmp_path)
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert "Resuming from" in cli.stdout and "step_0000001" in cli.stdout
 
-    straight_folder, straight = _all_weights(tmp_path / "straight")
-    elsewhere_folder, elsewhere = _all_weights(tmp_path / "elsewhere")
+    straight_folder, straight = checkpoints.weight_arrays(tmp_path / "straight")
+    elsewhere_folder, elsewhere = checkpoints.weight_arrays(tmp_path / "elsewhere")
     assert straight_folder.name == elsewhere_folder.name == "step_0000002"
     assert len(straight) == len(elsewhere) == len(first) > 0
     # One replica instead of two for the second step: the same update up to float

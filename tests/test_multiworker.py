@@ -130,22 +130,6 @@ def _arrays(path):
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
-def _checkpoint_weights(run_dir):
-    """Every weight of the run's latest checkpoint, in a fixed order."""
-    import h5py
-
-    folder = checkpoints.find_checkpoint(run_dir)
-    values = []
-    for net in checkpoints.NETWORKS:
-        with h5py.File(folder / f"{net}.weights.h5") as f:
-            f.visititems(
-                lambda name, obj: (
-                    values.append(np.array(obj)) if hasattr(obj, "shape") else None
-                )
-            )
-    return folder, values
-
-
 def _max_relative_error(after, reference, before):
     """max |after - reference| / max |reference - before| over all weights: how far
     `after` is from `reference`, relative to the largest change the step made."""
@@ -192,7 +176,7 @@ def test_one_step_on_two_workers_equals_one_device_on_the_global_batch(two_worke
 def test_train_and_resume_on_two_workers_only_the_chief_writes(two_workers):
     root, _ = two_workers
     run_dir, single_dir = root / "run", root / "single"
-    folder, weights = _checkpoint_weights(run_dir)
+    folder, weights = checkpoints.weight_arrays(run_dir)
     state = json.loads((folder / "state.json").read_text())
     assert state["step"] == 2 and state["data_index"] == 2 * 2 * GLOBAL_BATCH
     steps = [json.loads(line)["step"] for line in open(run_dir / "metrics.jsonl")]
@@ -206,9 +190,9 @@ def test_train_and_resume_on_two_workers_only_the_chief_writes(two_workers):
     assert list((root / "tmp_worker1").iterdir()) == []
     # Two steps with a resume between them on 2 workers x 2 faces match the same on
     # one device with 4 faces.
-    reference_folder, reference = _checkpoint_weights(single_dir)
+    reference_folder, reference = checkpoints.weight_arrays(single_dir)
     assert reference_folder.name == folder.name == "step_0000002"
-    _, init = _checkpoint_weights(root / "init")
+    _, init = checkpoints.weight_arrays(root / "init")
     error = _total_relative_error(weights, reference, init)
     assert error <= 1e-2, error  # measured 1.3e-3 (float32 order, through Adam)
 
