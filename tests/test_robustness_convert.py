@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -71,31 +70,28 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("convert: ")]
 
 
-def test_interrupted_conversion_keeps_the_previous_video(converter, clip_a, tmp_path):
+def test_interrupted_conversion_keeps_the_previous_video(
+    converter, clip_a, tmp_path, monkeypatch
+):
     """Item 1: a conversion interrupted midway (a real SIGINT, Ctrl-C) leaves the
     previous output byte for byte and no temporary file."""
+    from faceswap_gan.video import VideoWriter
+
     out = tmp_path / "out.mp4"
     converter.convert(clip_a, out, max_frames=2, progress=False)
     before = out.read_bytes()
 
-    stop = threading.Event()
+    write = VideoWriter.write
 
-    def interrupt_once_writing():  # Ctrl-C as soon as the new video is being written.
-        while not stop.wait(0.005):
-            if _partials(tmp_path):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+    def write_then_ctrl_c(self, frame):  # Ctrl-C once the new video is being written.
+        write(self, frame)
+        if self.frames_written == 3:
+            assert _partials(tmp_path)  # the new video only exists as a temporary
+            os.kill(os.getpid(), signal.SIGINT)
 
-    watcher = threading.Thread(target=interrupt_once_writing, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            converter.convert(
-                clip_a, out, max_frames=60, progress=False, overwrite=True
-            )
-    finally:
-        stop.set()
-        watcher.join()
+    monkeypatch.setattr(VideoWriter, "write", write_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        converter.convert(clip_a, out, max_frames=60, progress=False, overwrite=True)
     assert out.read_bytes() == before
     assert _partials(tmp_path) == []
     assert VideoReader(out).frame_count == 2
