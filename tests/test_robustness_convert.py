@@ -87,7 +87,10 @@ def test_interrupted_conversion_keeps_the_previous_video(
         write(self, frame)
         if self.frames_written == 3:
             assert _partials(tmp_path)  # the new video only exists as a temporary
-            os.kill(os.getpid(), signal.SIGINT)
+            # raise_signal checks for pending signals before it returns, so the
+            # KeyboardInterrupt starts here; a signal handled later could land in a
+            # callback from C (PyAV's log callback) that ignores exceptions.
+            signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(VideoWriter, "write", write_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
