@@ -198,7 +198,7 @@ def test_convert_cli_runs_an_exported_file_with_onnxruntime(
     frames, out = 3, tmp_path / "onnx_cli.mp4"
     argv = ["convert", "--backend", "onnxruntime", "--input", str(clip_a)]
     argv += ["--max-frames", str(frames), "--output-type", "single"]
-    argv += ["--no-watermark", "--no-progress"]
+    argv += ["--no-watermark", "--no-progress", "--keyframe-seconds", "0"]
     model_file = str(exported["onnx", "BtoA"])
     assert main(argv + ["--model", model_file, "--output", str(out)]) == 0
     assert '"direction": "BtoA"' in capsys.readouterr().out
