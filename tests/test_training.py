@@ -159,8 +159,12 @@ def test_resume_after_sigkill_continues_step_stage_optimizer_and_weights(
 @pytest.mark.slow
 def test_stop_and_resume_gives_the_same_weights_as_one_run(faces_a, faces_b, tmp_path):
     """Data order, augmentation and mixup weights (`mixup_lambdas(seed, step)`) are
-    functions of the step: 2 steps, a new process state, 2 more == 4 in one go."""
-    runs = {}
+    functions of the step: 2 steps, a new process state, 2 more == 4 in one go, up
+    to float32 summation order (multi-threaded CPU kernels are not bitwise
+    deterministic, and Adam turns tiny gradient differences into step-sized ones on
+    a few weights): the L1 distance between the two runs is under 2 % of what steps
+    3-4 changed. A wrong data order or mixup draw after the resume moves it ~100 %."""
+    runs, middle = {}, None
     for name, stops in (("straight", [None]), ("resumed", [2, None])):
         config = tiny(
             faces_a,
@@ -172,6 +176,12 @@ def test_stop_and_resume_gives_the_same_weights_as_one_run(faces_a, faces_b, tmp
         )
         for i, stop in enumerate(stops):
             train(config, resume=i > 0, progress=False, stop_at=stop)
+            if stop is not None:
+                middle = _weights(checkpoints.find_checkpoint(config.run_dir), "netDA")
         runs[name] = _weights(checkpoints.find_checkpoint(config.run_dir), "netDA")
-    for a, b in zip(runs["straight"], runs["resumed"]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    pairs = list(zip(runs["straight"], runs["resumed"], middle, strict=True))
+    distance = sum(float(np.abs(a - b).sum()) for a, b, _ in pairs)
+    change = sum(float(np.abs(a - m).sum()) for a, _, m in pairs)
+    print(f"resumed vs straight: L1 {distance:.3g}, steps 3-4 changed {change:.3g}")
+    assert change > 0
+    assert distance < 0.02 * change
