@@ -30,7 +30,7 @@ landmark search both identity embedders use):
 Default thresholds (`CurationThresholds`), none fitted to the bundled faces:
 
 - identity: `IDENTITY_MAX_DISTANCE` = 1 - `config.SAME_PERSON_COSINE` = 0.6,
-  FaceFusion's default face-selector distance (see `faceswap_gan.config.SAME_PERSON_COSINE`),
+  FaceFusion's default face-selector distance (see `config.SAME_PERSON_COSINE`),
   the same threshold as `convert --reference` (`converter.selection`, cosine
   0.4). deepface's LFW-tuned ArcFace threshold, 0.68, is close. It is a pairwise
   threshold, hence the pairwise medians. Measured on the test crops: same person
