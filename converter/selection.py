@@ -42,6 +42,7 @@ import numpy as np
 
 from faceswap_gan.config import SAME_PERSON_COSINE
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.evaluation.metrics import unit_vectors
 from faceswap_gan.faces.alignment import align
 
 DEFAULT_SIMILARITY_THRESHOLD = SAME_PERSON_COSINE  # Cosine (see module doc).
@@ -50,16 +51,11 @@ EMBED_CROP_SIZE = 128  # Aligned crop side (px) given to the embedder.
 EMBED_BATCH = 32  # Faces embedded per call during pass 1.
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
 def embed_crops(embedder, crops: Sequence[np.ndarray]) -> np.ndarray:
     """Unit embeddings `(N, D)` float64 of aligned `(S, S, 3)` uint8 crops."""
     if not len(crops):
         return np.zeros((0, 1))
-    return _unit(np.asarray(embedder.embed(np.stack(crops)), np.float64))
+    return unit_vectors(np.asarray(embedder.embed(np.stack(crops)), np.float64))
 
 
 def reference_crops(paths: Sequence[str | Path], detector) -> np.ndarray:
@@ -112,7 +108,7 @@ def reference_embedding(crops: np.ndarray, embedder) -> np.ndarray:
     Returns:
         `(D,)` float64 unit vector.
     """
-    return _unit(embed_crops(embedder, list(crops)).mean(axis=0))
+    return unit_vectors(embed_crops(embedder, list(crops)).mean(axis=0))
 
 
 @dataclass
@@ -185,7 +181,7 @@ class _Segment:
         )
 
     def cosine(self, embedding) -> float:
-        return float(np.dot(_unit(self.direction), embedding))
+        return float(np.dot(unit_vectors(self.direction), embedding))
 
 
 class _IouTrack:
@@ -229,7 +225,7 @@ class IdentityTracks:
     ) -> None:
         from faceswap_gan.faces.tracking import FaceTracker
 
-        self.reference = _unit(reference)
+        self.reference = unit_vectors(reference)
         self.detector, self.embedder = detector, embedder
         self.threshold = float(similarity_threshold)
         self.split = self.threshold if split_threshold is None else split_threshold

@@ -131,7 +131,9 @@ def masked_ssim(target, prediction, mask=None, data_range: float = 1.0) -> float
     return _weighted_mean(ssim_map, weights)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """`(..., D)` vectors scaled to L2 norm 1 along the last axis, float64 (a zero
+    vector stays zero)."""
     vectors = np.asarray(vectors, np.float64)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
@@ -143,12 +145,12 @@ def centroid(embeddings: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"embeddings must be (N, D) with N >= 1; got {embeddings.shape}."
         )
-    return _unit(embeddings).mean(axis=0)
+    return unit_vectors(embeddings).mean(axis=0)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of `(..., D)` vectors, broadcasting -> `(...)` in [-1, 1]."""
-    return np.sum(_unit(a) * _unit(b), axis=-1)
+    return np.sum(unit_vectors(a) * unit_vectors(b), axis=-1)
 
 
 def identity_margin(embeddings, target_centroid, source_centroid) -> np.ndarray:
@@ -197,9 +199,9 @@ def retrieve(embeddings, galleries: dict[str, np.ndarray], method="centroid") ->
         )  # (N, L)
     else:  # (N, L): best match in each gallery; 256 queries at a time, so memory is
         # 256 x M, not N x M x D (10,000 faces would need 150 GB at once).
-        units, found = {k: _unit(galleries[k]) for k in labels}, []
+        units, found = {k: unit_vectors(galleries[k]) for k in labels}, []
         for start in range(0, len(queries), 256):
-            chunk = _unit(queries[start : start + 256, 0])
+            chunk = unit_vectors(queries[start : start + 256, 0])
             found.append([(chunk @ units[k].T).max(axis=1) for k in labels])
         scores = np.concatenate([np.stack(f, axis=1) for f in found] or [[]])
         scores = scores.reshape(len(queries), len(labels))

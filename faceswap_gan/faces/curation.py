@@ -94,6 +94,7 @@ import numpy as np
 
 from faceswap_gan.config import SAME_PERSON_COSINE
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.evaluation.metrics import unit_vectors
 from faceswap_gan.files import write_text
 from faceswap_gan.images import (
     IMAGE_EXTENSIONS,
@@ -354,11 +355,6 @@ def _chips(embedder, faces: list, points: np.ndarray) -> np.ndarray:
     return np.stack([face_chip(f, p) for f, p in zip(faces, points)])
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
 def embed_faces(embedder, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks and unit identity embeddings of face crops, in one landmark pass.
 
@@ -374,7 +370,7 @@ def embed_faces(embedder, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
 
     points = refined_landmarks(embedder.landmarks, list(faces))
     embeddings = embedder.embed_chips(_chips(embedder, list(faces), points))
-    return points, _unit(embeddings)
+    return points, unit_vectors(embeddings)
 
 
 def reference_embeddings(photos: Sequence[str | Path], embedder, detector=None):
