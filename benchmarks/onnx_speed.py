@@ -77,7 +77,8 @@ def measure(
     sys.path.insert(0, str(REPO))
     from converter.config import ConverterConfig
     from converter.onnx_backend import OnnxFaceModel
-    from faceswap_gan.export import export_model, load
+    from faceswap_gan.checkpoints import load_model
+    from faceswap_gan.export import export_model
     from faceswap_gan.faces.detection import FaceDetector
 
     if model is None:
@@ -86,7 +87,7 @@ def measure(
 
         model = FaceSwapGAN(PRESETS[preset])
     elif not hasattr(model, "swap"):
-        model = load(model)
+        model = load_model(model)
     config = ConverterConfig(image_shape=model.image_size, output_type="single")
     detector = FaceDetector()
     runs = {"keras": [], "onnxruntime": []}

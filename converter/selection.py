@@ -44,18 +44,12 @@ from faceswap_gan.config import SAME_PERSON_COSINE
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation.metrics import unit_vectors
 from faceswap_gan.faces.alignment import align
+from faceswap_gan.faces.identity import embed_crops
 
 DEFAULT_SIMILARITY_THRESHOLD = SAME_PERSON_COSINE  # Cosine (see module doc).
 IDENTITY_BACKEND = "mobilefacenet"  # The evaluation's independent identity scorer.
 EMBED_CROP_SIZE = 128  # Aligned crop side (px) given to the embedder.
 EMBED_BATCH = 32  # Faces embedded per call during pass 1.
-
-
-def embed_crops(embedder, crops: Sequence[np.ndarray]) -> np.ndarray:
-    """Unit embeddings `(N, D)` float64 of aligned `(S, S, 3)` uint8 crops."""
-    if not len(crops):
-        return np.zeros((0, 1))
-    return unit_vectors(np.asarray(embedder.embed(np.stack(crops)), np.float64))
 
 
 def reference_crops(paths: Sequence[str | Path], detector) -> np.ndarray:

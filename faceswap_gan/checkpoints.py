@@ -490,10 +490,16 @@ def load_model(path: str | Path, perceptual_model=None) -> FaceSwapGAN:
         The model (not compiled), ready for `swap`.
 
     Raises:
-        FileNotFoundError: no checkpoint at `path`.
+        FileNotFoundError: `path` does not exist, or holds no checkpoint (the message
+            says which, and what to give instead).
         FaceswapError: no checkpoint there can be read (each broken file named), or
             the weights do not fit the saved architecture.
     """
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"No checkpoint at {path}: it does not exist; give a run folder "
+            "(runs/NAME) or a checkpoint folder (runs/NAME/checkpoints/step_N)."
+        )
     skipped: list = []
     errors: list = []
     while True:

@@ -236,7 +236,9 @@ def export_model(
 
     Raises:
         FaceswapError: bad direction, format or suffix; `output` exists without
-            `overwrite` or is a folder; `model` is a path with no checkpoint.
+            `overwrite` or is a folder; `model`'s checkpoint cannot be loaded.
+        FileNotFoundError: `model` is a path that does not exist or holds no
+            checkpoint (`load_model`).
         OSError: the file cannot be written.
     """
     from faceswap_gan.files import atomic_output
@@ -249,7 +251,9 @@ def export_model(
             f"--output {output} exists; pass --overwrite to replace it."
         )
     if isinstance(model, (str, os.PathLike)):
-        model = load(model)
+        from faceswap_gan.checkpoints import load_model
+
+        model = load_model(model)
     proto = to_onnx(model, direction, format, opset)
     with atomic_output(output) as tmp:
         tmp.write_bytes(proto.SerializeToString())
@@ -262,26 +266,3 @@ def export_model(
         outputs=tuple(o.name for o in proto.graph.output),
         bytes=output.stat().st_size,
     )
-
-
-def load(path: str | Path):
-    """`checkpoints.load_model(path)` with a missing path as a FaceswapError.
-
-    Raises:
-        FaceswapError: `path` does not exist or holds no checkpoint.
-    """
-    from faceswap_gan.checkpoints import load_model
-
-    path = Path(path)
-    if not path.exists():
-        raise FaceswapError(
-            f"--model {path} does not exist; give a run folder (runs/NAME) or a "
-            "checkpoint folder (runs/NAME/checkpoints/step_N)."
-        )
-    try:
-        return load_model(path)
-    except FileNotFoundError as error:
-        raise FaceswapError(
-            f"--model {path}: no checkpoint found ({error}); give a run folder or a "
-            "checkpoint folder."
-        ) from error

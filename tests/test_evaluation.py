@@ -118,6 +118,24 @@ def test_identity_margin_of_real_face_equals_hand_computed(embedder, crops):
     assert margins.shape == (8,) and np.all(margins > 0)  # A looks like A
 
 
+def test_embed_crops_batches_and_normalises_like_embed(embedder, crops):
+    from faceswap_gan.faces.identity import embed_crops
+
+    faces = crops["A"][:5]
+    whole = embedder.embed(faces)
+    raw = embed_crops(embedder, list(faces), batch_size=2, normalise=False)
+    assert raw.shape == (5, 128) and raw.dtype == np.float32
+    np.testing.assert_allclose(raw, whole, atol=1e-5, rtol=0)
+    unit = embed_crops(embedder, faces)
+    assert unit.dtype == np.float64
+    np.testing.assert_allclose(unit, metrics.unit_vectors(whole), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-12)
+    empty = embed_crops(embedder, [])
+    assert empty.shape == (0, 128) and empty.dtype == np.float64
+    with pytest.raises(ValueError, match="batch_size"):
+        embed_crops(embedder, faces, batch_size=0)
+
+
 def test_retrieval_finds_the_right_person_on_held_out_real_faces(
     embedder, faces_a, faces_b
 ):

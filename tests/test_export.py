@@ -50,9 +50,13 @@ def test_export_refuses_bad_options_before_loading(tiny_run, tmp_path, capsys):
         ),
         (
             ["--model", str(tmp_path / "no_run"), "--output", str(out)],
-            "does not exist",
+            f"No checkpoint at {tmp_path / 'no_run'}: it does not exist; give a run "
+            "folder (runs/NAME) or a checkpoint folder",
         ),
-        (["--model", str(tmp_path), "--output", str(out)], "no checkpoint"),
+        (
+            ["--model", str(tmp_path), "--output", str(out)],
+            f"No checkpoint at {tmp_path}: expected a run folder",
+        ),
     ]
     for argv, message in cases:
         assert main(["export"] + argv) == 1

@@ -64,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
     """Exports and prints the file, its tensors and size.
 
     Returns:
-        int. 0 when written. A bad --model, --direction, --format or suffix, or an
-        existing --output without --overwrite, raises FaceswapError (checked before
-        the model is loaded), which `cli.main` reports in one line (exit code 1).
+        int. 0 when written. A bad --direction, --format or suffix, or an existing
+        --output without --overwrite, raises FaceswapError (checked before the model
+        is loaded); a --model that does not exist or holds no checkpoint raises
+        FileNotFoundError (`checkpoints.load_model`, naming the path). `cli.main`
+        reports either in one line (exit code 1).
     """
+    from faceswap_gan.checkpoints import load_model
     from faceswap_gan.errors import FaceswapError
-    from faceswap_gan.export import check_options, export_model, load
+    from faceswap_gan.export import check_options, export_model
 
     output = check_options(args.output, args.direction, args.format)
     if output.exists() and not args.overwrite:
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             f"--output {output} exists; pass --overwrite to replace it."
         )
     report = export_model(
-        load(args.model),
+        load_model(args.model),
         output,
         direction=args.direction,
         format=args.format,

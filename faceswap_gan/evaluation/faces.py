@@ -206,23 +206,6 @@ def detect_landmarks(
     return out
 
 
-def embed_faces(embedder, faces: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-    """Identity embeddings of `(N, H, W, 3)` uint8 RGB crops, `batch_size` at a time.
-
-    Args:
-        embedder: an identity embedder (`faces.identity.build_identity_embedder`).
-        faces: `(N, H, W, 3)` uint8 RGB.
-        batch_size: int >= 1. Crops per call of `embedder.embed`.
-
-    Returns:
-        `(N, D)` float32 (D = 192 for "mobilefacenet", 128 for "face_api").
-    """
-    if len(faces) == 0:
-        return np.asarray(embedder.embed(faces), np.float32)
-    parts = [embedder.embed(faces[part]) for part in _chunks(len(faces), batch_size)]
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
 def eye_masks_from_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
     """`(N, 68, 2)` landmarks -> `(N, size, size)` float32 eye masks in [0, 1]
     (prep_binary_masks)."""
@@ -356,6 +339,8 @@ def score_faces(
          "landmarks": `(N, 68, 2)` float32 of the faces, "swap_landmarks": of the swaps,
          "embeddings": `(N, D)` float32 of the faces, "swap_embeddings": of the swaps}.
     """
+    from faceswap_gan.faces.identity import embed_crops
+
     size, count, detector = model.image_size, len(data.faces), embedder.landmarks
     recon: dict = {}
     coverage = {k: np.zeros(count, np.float32) for k in ("own", "swap")}
@@ -378,8 +363,10 @@ def score_faces(
         coverage["swap"][part] = alpha.mean(axis=(1, 2, 3))
         swaps = from_model_range(composite)
         points["swap"][part] = detect_landmarks(detector, swaps, batch_size)
-        embedded["real"].append(embed_faces(embedder, faces, batch_size))
-        embedded["swap"].append(embed_faces(embedder, swaps, batch_size))
+        for key, crops in (("real", faces), ("swap", swaps)):
+            embedded[key].append(
+                embed_crops(embedder, crops, batch_size, normalise=False)
+            )
     return {
         "reconstruction": recon,
         "coverage_own": coverage["own"],
@@ -456,7 +443,7 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
     """Quality figures for logging during training, on a fixed held-out face set.
 
     Every network runs on at most `BATCH` faces at a time (`FaceSwapGAN.transform`,
-    `embed_faces`).
+    `faceswap_gan.faces.identity.embed_crops`).
 
     For each direction ("AtoB": A's faces through decoder B), identity is scored by
     cosine similarity to the centroids of the given real faces of A and of B, for the
@@ -489,12 +476,15 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
           target's centroid: the baseline a swap must beat),
           "eval/identity_margin_D" (composite: target - source).
     """
+    from faceswap_gan.faces.identity import embed_crops
+
     real = {
         "A": np.asarray(held_out_a, np.float32),
         "B": np.asarray(held_out_b, np.float32),
     }
     embedded_real = {
-        k: embed_faces(embedder, from_model_range(v)) for k, v in real.items()
+        k: embed_crops(embedder, from_model_range(v), BATCH, normalise=False)
+        for k, v in real.items()
     }
     centroids = {k: metrics.centroid(v) for k, v in embedded_real.items()}
     out = {}
@@ -516,7 +506,9 @@ def evaluate_periodic(model, held_out_a, held_out_b, embedder) -> dict:
         out[f"eval/alpha_mean_{direction}"] = float(alpha.mean())
         out[f"eval/alpha_coverage_{direction}"] = float(np.mean(alpha > 0.5))
         for kind, images in (("raw", rgb), ("swap", composite)):
-            embedded = embed_faces(embedder, from_model_range(images))
+            embedded = embed_crops(
+                embedder, from_model_range(images), BATCH, normalise=False
+            )
             for role, who in (("target", other), ("source", person)):
                 cos = metrics.cosine_similarity(embedded, centroids[who])
                 out[f"eval/id_{kind}_{role}_{direction}"] = float(np.mean(cos))

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from faceswap_gan.evaluation import metrics
-from faceswap_gan.evaluation.faces import BATCH, embed_faces
+from faceswap_gan.evaluation.faces import BATCH
 from faceswap_gan.faces.alignment import align
+from faceswap_gan.faces.identity import embed_crops
 from faceswap_gan.video import iter_video_frames
 
 CROP_SIZE = 128  # Aligned crop side (pixels) given to the embedder.
@@ -93,14 +94,16 @@ def swap_identity_per_frame(
             f"{target_faces.shape}."
         )
     detector = detector or FaceDetector()
-    centroid = metrics.centroid(embed_faces(embedder, target_faces))
+    centroid = metrics.centroid(
+        embed_crops(embedder, target_faces, BATCH, normalise=False)
+    )
     indices, frames = [], 0
     crops_in, crops_out = [], []  # At most BATCH crops wait for the embedder.
     cosines = {"source": [], "swapped": []}
 
     def score_crops():
         for key, crops in (("source", crops_in), ("swapped", crops_out)):
-            embedded = embed_faces(embedder, np.stack(crops))
+            embedded = embed_crops(embedder, np.stack(crops), BATCH, normalise=False)
             cosines[key].append(metrics.cosine_similarity(embedded, centroid))
             crops.clear()
 

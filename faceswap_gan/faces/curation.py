@@ -358,6 +358,10 @@ def _chips(embedder, faces: list, points: np.ndarray) -> np.ndarray:
 def embed_faces(embedder, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks and unit identity embeddings of face crops, in one landmark pass.
 
+    The embeddings are those of `faceswap_gan.faces.identity.embed_crops` (unit
+    norm), but made from the landmarks found here, which `sort` also scores
+    sharpness and pose with, and the crops may differ in size.
+
     Args:
         embedder: an identity embedder (`build_identity_embedder`).
         faces: sequence of `(H, W, 3)` uint8 RGB crops (sizes may differ).

@@ -25,6 +25,7 @@ This is the `"face_api"` identity backend. The perceptual loss of training uses 
 same network, so identity scored with it is biased towards swaps optimised against it;
 evaluation therefore defaults to the independent `"mobilefacenet"` backend
 (`faceswap_gan.faces.mobilefacenet`). `build_identity_embedder` builds either;
+`embed_crops` turns crops into embeddings with either (batched, unit norm or raw);
 `refined_landmarks` is the two-pass landmark search both use.
 
 Reference:
@@ -39,6 +40,7 @@ import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
+from faceswap_gan.evaluation.metrics import unit_vectors
 from faceswap_gan.face_api.recognition import (
     RECOGNITION_INPUT_SIZE,
     load_recognition_model,
@@ -183,6 +185,50 @@ class FaceEmbedder:
             ValueError: `faces` is not uint8 `(N, H, W, 3)`.
         """
         return self.embed_chips(self.chips(faces))
+
+
+def embed_crops(
+    embedder, crops, batch_size: int | None = None, normalise: bool = True
+) -> np.ndarray:
+    """Identity embeddings of face crops: the one way crops become embeddings.
+
+    Every crop goes through `embedder.embed` (landmarks, chip, network), `batch_size`
+    crops per call.
+
+    Args:
+        embedder: an identity embedder (`build_identity_embedder`).
+        crops: `(N, H, W, 3)` uint8 RGB array, or a sequence of N `(H, W, 3)` uint8
+            RGB crops of one size (N may be 0; a single `(H, W, 3)` array is N = 1).
+        batch_size: int >= 1, crops per call of `embedder.embed`; `None` (default):
+            all N in one call.
+        normalise: bool. True (default): scale each embedding to L2 norm 1
+            (`evaluation.metrics.unit_vectors`), for cosine similarity as a dot
+            product; False: the embedder's raw output.
+
+    Returns:
+        `(N, D)` embeddings (D = 192 for "mobilefacenet", 128 for "face_api"):
+        float64 with L2 norm 1 when `normalise`, else float32 as the embedder gives
+        them (MobileFaceNet: norm 1; face_api: norms about 1 to 1.5).
+
+    Raises:
+        ValueError: `batch_size` < 1, or the crops differ in size.
+        FaceswapError (a ValueError): the crops are not uint8 `(N, H, W, 3)` RGB.
+    """
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}.")
+    if isinstance(crops, np.ndarray) or len(crops):
+        faces = check_faces(crops)
+    else:  # An empty sequence: `embed` of an empty batch gives (0, D) float32.
+        faces = np.zeros((0, 1, 1, 3), np.uint8)
+    if batch_size is None or len(faces) == 0:
+        embeddings = embedder.embed(faces)
+    else:
+        step = int(batch_size)
+        embeddings = np.concatenate(
+            [embedder.embed(faces[i : i + step]) for i in range(0, len(faces), step)]
+        )
+    embeddings = np.asarray(embeddings, np.float32)
+    return unit_vectors(embeddings) if normalise else embeddings
 
 
 def refined_landmarks(detector, faces: np.ndarray) -> np.ndarray:
