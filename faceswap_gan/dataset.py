@@ -8,7 +8,9 @@ mask). `make_dataset` streams
                                 # (B, S, S, 1) float32 in [0, 1]
 
 built as `Dataset.range(start_index, 2**62) -> map(numpy augment, parallel,
-deterministic) -> batch(drop_remainder) -> prefetch`.
+deterministic) -> batch(drop_remainder) -> prefetch`. Under a `tf.distribute`
+strategy each input pipeline (one per worker) maps only the sample indices of its own
+replicas (`replicas`, `replica_ids`), so no worker augments another's faces.
 
 Resumable randomness: sample `k` (k counts samples from the start of training) is a
 pure function of `(seed, k)`. Its face is `permutation(n)[k % n]` with the permutation
@@ -237,6 +239,9 @@ def make_dataset(
     config: AugmentConfig | None = None,
     color_references: np.ndarray | None = None,
     start_index: int = 0,
+    *,
+    replicas: int = 1,
+    replica_ids: range | None = None,
 ) -> tf.data.Dataset:
     """An endless, resumable stream of augmented `(warped, target, eye_mask)` batches.
 
@@ -258,16 +263,30 @@ def make_dataset(
             pool of colour-match references; the original uses the faces of A and B:
             `np.concatenate([faces_a.images, faces_b.images])`. None: `faces.images`.
         start_index: int >= 0. Index of the first sample.
+        replicas: int >= 1 dividing `batch_size`. For a distributed step
+            (`tf.distribute`): each global batch of `batch_size` consecutive
+            samples is cut into `replicas` per-replica batches of
+            `batch_size // replicas`, replica r getting samples r*b .. r*b + b - 1
+            of it (b = `batch_size // replicas`).
+        replica_ids: range of consecutive replica indices in [0, replicas), or
+            None (all). Only these replicas' samples are augmented, and the stream
+            yields their per-replica batches in order, global batch after global
+            batch: what one input pipeline of
+            `tf.distribute.Strategy.distribute_datasets_from_function` must give
+            its local replicas. With the defaults the stream is the plain one.
+            Every pipeline computes its own samples only, and the pipelines
+            together make exactly the global batches of the one-device stream.
 
     Returns:
-        tf.data.Dataset, infinite (2**62 samples), batched with drop_remainder,
-        prefetched.
+        tf.data.Dataset, infinite (2**62 samples), batched with drop_remainder
+        (`batch_size // replicas` per element), prefetched.
 
     Raises:
-        ValueError: a bad size, batch size, seed, start index or reference pool, or
-            fewer faces than one batch.
+        ValueError: a bad size, batch size, seed, start index, replica split or
+            reference pool, or fewer faces than one batch.
     """
     _check_arguments(faces, image_size, batch_size, seed, start_index)
+    replica_ids = _check_replicas(batch_size, replicas, replica_ids)
     config = AugmentConfig() if config is None else config
     if color_references is None:
         color_references = faces.images
@@ -301,9 +320,43 @@ def make_dataset(
             tf.ensure_shape(mask, (size, size, 1)),
         )
 
-    dataset = tf.data.Dataset.range(int(start_index), _END_INDEX)
+    per_replica = int(batch_size) // int(replicas)
+    if len(replica_ids) == int(replicas):  # every sample, in order
+        dataset = tf.data.Dataset.range(int(start_index), _END_INDEX)
+    else:  # m-th sample of this pipeline: its slice of global batch m // length
+        length = len(replica_ids) * per_replica
+        first = int(start_index) + replica_ids[0] * per_replica
+        total = int(batch_size)
+
+        def sample_index(m):
+            return first + (m // length) * total + m % length
+
+        dataset = tf.data.Dataset.range(0, _END_INDEX // total).map(sample_index)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_replicas(batch_size, replicas, replica_ids) -> range:
+    """The replica range `make_dataset` feeds, checked; FaceswapError if invalid."""
+    if not _is_int(replicas) or replicas < 1 or batch_size % replicas:
+        raise FaceswapError(
+            f"replicas must be an integer >= 1 that divides batch_size {batch_size}; "
+            f"got {replicas!r}."
+        )
+    if replica_ids is None:
+        return range(int(replicas))
+    if (
+        not isinstance(replica_ids, range)
+        or replica_ids.step != 1
+        or not len(replica_ids)
+        or replica_ids.start < 0
+        or replica_ids.stop > replicas
+    ):
+        raise FaceswapError(
+            f"replica_ids must be a non-empty range(first, stop) within "
+            f"[0, {replicas}); got {replica_ids!r}."
+        )
+    return replica_ids
 
 
 def _is_int(value) -> bool:

@@ -12,6 +12,10 @@ time (`train --strategy`, `training.train(..., strategy=...)`).
 - None: the default, as before: MirroredStrategy when several GPUs are visible, else
   TensorFlow's default (one-device) strategy.
 
+Input: one pipeline per worker (`distributed_batches`), each augmenting only its own
+replicas' share of every global batch; together they give exactly the one-device
+stream's batches, so a step equals a one-device step on the global batch.
+
 The strategy is a runtime choice, not part of a run's config: checkpoints hold plain
 weights, so a run started under one strategy resumes under another.
 
@@ -294,16 +298,47 @@ def check_batch(strategy: tf.distribute.Strategy, batch_size: int) -> None:
 
 
 def data_options() -> tf.data.Options:
-    """tf.data options for a distributed stream: each global batch is split among the
-    workers by element (`AutoShardPolicy.DATA`; the faces are in memory, not in
-    files), so every worker runs the same seeded pipeline and takes its slice."""
+    """tf.data options of a per-pipeline stream: auto-sharding off, as each input
+    pipeline already makes only its own replicas' samples (`distributed_batches`)."""
     import tensorflow as tf
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
+        tf.data.experimental.AutoShardPolicy.OFF
     )
     return options
+
+
+def distributed_batches(strategy: tf.distribute.Strategy, streams):
+    """An iterator of distributed batches for `strategy.run`, one input pipeline per
+    worker (host), each making only the samples of its own replicas.
+
+    `tf.distribute.Strategy.distribute_datasets_from_function` calls the pipeline
+    function once per input pipeline with its `tf.distribute.InputContext`; the
+    pipeline feeding replicas `first .. first + k - 1` builds
+    `streams(num_replicas_in_sync, range(first, first + k))`, whose per-replica
+    batches hold exactly those replicas' slices of each global batch
+    (`dataset.make_dataset`, `replicas` and `replica_ids`). So the replicas together
+    see the one-device stream's global batches, and no worker augments the faces of
+    another (`experimental_distribute_dataset` with data auto-sharding would run the
+    whole global batch's augmentation on every worker and keep a slice).
+
+    Args:
+        strategy: a tf.distribute.Strategy (the default one for one device).
+        streams: callable `(replicas: int, replica_ids: range) -> tf.data.Dataset`
+            of per-replica batches (`training._datasets`).
+
+    Returns:
+        iterator whose `next` gives one distributed element (per-replica values).
+    """
+
+    def pipeline(context):
+        here = context.num_replicas_in_sync // context.num_input_pipelines
+        first = context.input_pipeline_id * here
+        dataset = streams(context.num_replicas_in_sync, range(first, first + here))
+        return dataset.with_options(data_options())
+
+    return iter(strategy.distribute_datasets_from_function(pipeline))
 
 
 def worker_folder(strategy: tf.distribute.Strategy, run_dir: str | Path) -> Path:

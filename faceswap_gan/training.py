@@ -145,10 +145,12 @@ def check_faces(config: TrainConfig) -> None:
 
 
 def _datasets(config: TrainConfig, start_index: int):
-    """-> (zipped A/B stream, preview faces per side, held-out faces per side or None).
+    """-> (streams, preview faces per side, held-out faces per side or None).
 
-    With `eval_every`, the last `held_out_count` faces of each folder (sorted by name)
-    are not trained on; they are the fixed evaluation set.
+    `streams(replicas=1, replica_ids=None)` builds the zipped A/B stream from
+    `start_index` on (`make_dataset`'s replica split; the defaults: the whole
+    stream). With `eval_every`, the last `held_out_count` faces of each folder
+    (sorted by name) are not trained on; they are the fixed evaluation set.
     """
     sets = [
         FaceSet(config.faces_a, config.masks_a),
@@ -170,23 +172,30 @@ def _datasets(config: TrainConfig, start_index: int):
             _at_model_size(images, config.arch.image_size) for images in held_out
         ]
     pool = np.concatenate([faces.images for faces in sets])  # colour-match references
-    streams = [
-        make_dataset(
-            faces,
-            config.arch.image_size,
-            config.batch_size,
-            config.seed + side,
-            config.augment,
-            pool,
-            start_index,
+
+    def streams(replicas: int = 1, replica_ids: range | None = None):
+        return tf.data.Dataset.zip(
+            tuple(
+                make_dataset(
+                    faces,
+                    config.arch.image_size,
+                    config.batch_size,
+                    config.seed + side,
+                    config.augment,
+                    pool,
+                    start_index,
+                    replicas=replicas,
+                    replica_ids=replica_ids,
+                )
+                for side, faces in enumerate(sets)
+            )
         )
-        for side, faces in enumerate(sets)
-    ]
+
     previews = [
         _at_model_size(faces.images[:PREVIEW_FACES], config.arch.image_size)
         for faces in sets
     ]
-    return tf.data.Dataset.zip(tuple(streams)), previews, held_out
+    return streams, previews, held_out
 
 
 class _Run:
@@ -714,7 +723,7 @@ def _loop(
     model, run: _Run, strategy, progress: bool, stop_at: int, max_seconds=None
 ) -> None:
     config = run.config
-    data, previews, held_out = _datasets(
+    streams, previews, held_out = _datasets(
         config, run.step * BATCHES_PER_STEP * config.batch_size
     )
     evaluate = None
@@ -727,8 +736,7 @@ def _loop(
         def evaluate():
             return evaluate_periodic(model, *held_out, embedder)
 
-    data = data.with_options(distribute.data_options())  # workers split each batch
-    iterator = iter(strategy.experimental_distribute_dataset(data))
+    iterator = distribute.distributed_batches(strategy, streams)
     step_fn = make_step_fn(model, strategy, resolve_jit_compile(config.jit_compile))
 
     writer = None

@@ -85,6 +85,41 @@ def test_stream_resumes_exactly_from_a_start_index(face_set_a):
     assert not np.allclose(full[0][1], other_seed[0][1])
 
 
+def test_replica_pipelines_together_make_the_global_batches(face_set_a):
+    """Two input pipelines (replica 0; replicas 1-2 of 3) each make only their own
+    slices of the global batches of 6, from a resumed start: concatenated per global
+    batch they equal the one-device stream, sample for sample."""
+    config = AugmentConfig(use_bm_eyes=False, use_da_motion_blur=True)
+    arguments = {"config": config, "start_index": 6}
+    full = _take(make_dataset(face_set_a, 16, 6, seed=2, **arguments), 2)
+    first = _take(
+        make_dataset(
+            face_set_a, 16, 6, seed=2, replicas=3, replica_ids=range(1), **arguments
+        ),
+        2,
+    )
+    rest = _take(
+        make_dataset(
+            face_set_a, 16, 6, seed=2, replicas=3, replica_ids=range(1, 3), **arguments
+        ),
+        4,
+    )
+    assert all(len(batch[0]) == 2 for batch in first + rest)  # per-replica batches
+    for step, expected in enumerate(full):
+        parts = [first[step], rest[2 * step], rest[2 * step + 1]]
+        for field, want in enumerate(expected):
+            got = np.concatenate([part[field] for part in parts])
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(first[0][1], first[1][1])  # a new global batch
+    for kwargs, match in [
+        ({"replicas": 4}, "divides batch_size"),
+        ({"replicas": 3, "replica_ids": range(2, 4)}, "replica_ids"),
+        ({"replicas": 3, "replica_ids": [0, 1]}, "replica_ids"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            make_dataset(face_set_a, 16, 6, seed=2, config=config, **kwargs)
+
+
 def test_every_face_is_used_once_per_epoch(tmp_path):
     # 4 flat faces of different grey levels: the target's centre reveals the face.
     levels = np.array([20, 90, 160, 230], np.uint8)

@@ -60,8 +60,7 @@ WORKER = textwrap.dedent("""
     if mode == "single":  # the initial weights in a checkpoint's order
         from faceswap_gan.checkpoints import save_checkpoint
         save_checkpoint(model, f"{out}/init/checkpoints", {"step": 0})
-    data = _datasets(config, 0)[0].with_options(d.data_options())
-    batches = iter(strategy.experimental_distribute_dataset(data))
+    batches = d.distributed_batches(strategy, _datasets(config, 0)[0])
     lambdas = tf.constant(mixup_lambdas(config.seed, 0))  # as train() draws them
     make_step_fn(model, strategy)(next(batches), next(batches), lambdas)
     np.savez(f"{out}/step_{mode}{index}.npz", *[np.asarray(w) for w in model.weights])
