@@ -15,8 +15,9 @@ bundled clip (upscaled to 720 px high, padded to 1280 wide, looped). Each step i
 row: full MTCNN every frame; keyframe detection on every frame (downscaled to the
 faces found so far, ONet at full size); keyframes every `--keyframe-seconds` with
 ONet-tracked faces in between; the same with decoding, converting and encoding in
-three threads (`keyframes.ThreadedMap`). Per row: frames/s end to end (decode +
-convert + encode), its ratio to the full row, detection's share; and the quality
+three threads (`keyframes.ThreadedMap`, as `VideoConverter.convert` runs). Per row:
+frames/s end to end (decode + convert + encode), its ratio to the full row,
+detection's share; and the quality
 against the full row frame by frame: landmark error (mean distance of the five
 alignment points over the eye-centre distance, and over the outer-eye-corner
 distance of the 68-point net: `geometry.inter_ocular_distance`; and against the full

@@ -5,7 +5,8 @@ pipeline of swappable parts (detector, tracker, aligner, transformer, blender) w
 loop spelled out in `convert_frame`. Fixes over the original: one smoothing track per
 face, each face aligned with its own landmarks, faces kept for a few frames when the
 detector misses them, all faces of a frame in one generator batch, audio copied
-unchanged, output marked as synthetic (metadata tag and visible label).
+unchanged, output marked as synthetic (metadata tag and visible label), and decoding,
+converting and encoding overlapped in three threads with bounded queues (`_stream`).
 
 Smoothed box and landmarks. v2.2's `process_video` smooths the box (Kalman or EMA),
 crops the frame to it (`det_face_im = frame[smoothed box]`), takes the RAW MTCNN
@@ -29,6 +30,7 @@ all faces of a frame share one crop side (the largest smoothed box side, clipped
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import warnings
 from collections import defaultdict
@@ -175,6 +177,8 @@ def check_frames_dir(folder: str | Path, overwrite: bool = False) -> None:
 
 
 MAX_CROP_SIZE = 512  # Largest aligned crop side in pixels (bigger faces are shrunk).
+# Frames each queue of the decode | convert | encode threads holds (`_stream`).
+PIPELINE_DEPTH = 2
 STEPS = (
     "decode",
     "detect",
@@ -201,7 +205,10 @@ class ConversionReport:
     frames_without_face: int = 0  # Frames written through with no face swapped.
     frames_with_predicted_face: int = 0  # Frames where a missed face kept its track.
     video_seconds: float = 0.0  # Duration of the converted frames (frames / fps).
-    seconds: dict[str, float] = field(default_factory=dict)  # Wall time per step.
+    # Busy seconds per step. Decoding, converting and encoding run in three threads
+    # at once, so the steps may add up to more than `wall_seconds`.
+    seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0  # Elapsed time from the first decode to the last write.
     frames_expected: int = 0  # Frames the input's header announced (<= max_frames).
     # Why the input ended before `frames_expected` ("decode error: ..." or "early end
     # of stream"); None when every expected frame was read.
@@ -213,18 +220,18 @@ class ConversionReport:
 
     @property
     def total_seconds(self) -> float:
-        """Wall time of all steps together."""
+        """Busy seconds of all steps together (threads overlap: >= wall time)."""
         return float(sum(self.seconds.values()))
 
     @property
     def frames_per_second(self) -> float:
-        """Processing speed in frames per second."""
-        return self.frames / max(self.total_seconds, 1e-9)
+        """Processing speed in frames per second of wall time."""
+        return self.frames / max(self.wall_seconds, 1e-9)
 
     @property
     def realtime_factor(self) -> float:
-        """Processing time / video duration (1.0 = real time; lower is faster)."""
-        return self.total_seconds / max(self.video_seconds, 1e-9)
+        """Wall time / video duration (1.0 = real time; lower is faster)."""
+        return self.wall_seconds / max(self.video_seconds, 1e-9)
 
     def summary(self) -> str:
         """A few human-readable lines: counts, speed, share of time per step."""
@@ -235,6 +242,10 @@ class ConversionReport:
             f"{self.realtime_factor:.1f}x the video's duration",
         ]
         total = max(self.total_seconds, 1e-9)
+        lines.append(
+            f"{self.wall_seconds:.2f} s elapsed; busy time per step (decode, convert "
+            "and encode overlap in threads):"
+        )
         lines += [
             f"  {step:<10}{sec:8.2f} s  {100 * sec / total:5.1f} %"
             for step, sec in self.seconds.items()
@@ -566,6 +577,7 @@ class VideoConverter:
         self.start_video(reader.fps)
         self.seconds = defaultdict(float)
         self.transformer.seconds.clear()
+        started = time.perf_counter()
         plan = None
         if self.config.reference:  # Pass 1: who is who, before anything is written.
             self.reference_embedding()
@@ -596,6 +608,7 @@ class VideoConverter:
                     f"({report.input_ended or 'it has no frames'}); nothing was "
                     f"written to {output_path}."
                 )
+        report.wall_seconds = time.perf_counter() - started
         report.video_seconds = report.frames / float(reader.fps)
         report.seconds = {
             step: self.seconds.get(step, 0.0) + self.transformer.seconds.get(step, 0.0)
@@ -711,41 +724,61 @@ class VideoConverter:
         span=(0, None),
         frames_dir=None,
     ):
-        """Decode -> convert_frame -> encode, one frame at a time (memory flat).
+        """Decode | convert_frame | encode, overlapped in three threads.
 
-        With `plan` (reference mode), each frame's faces come from pass 1's tracks
-        (`TrackReplay`) instead of the detector. Sets `report.frames_expected` and,
-        when the input stops short of it, `report.input_ended` (a decode error ends
-        the input instead of failing)."""
+        A reader thread decodes, a worker thread converts the frames in order (the
+        face tracks are state) and this thread encodes, joined by bounded queues
+        (`faces.keyframes.ThreadedMap`, depth `PIPELINE_DEPTH`): decoding and
+        encoding (FFmpeg) run while the detector and the model compute, and memory
+        holds a few frames whatever the video's length. With `plan` (reference
+        mode), each frame's faces come from pass 1's tracks (`TrackReplay`) instead
+        of the detector. Sets `report.frames_expected` and, when the input stops
+        short of it, `report.input_ended` (a decode error ends the input instead of
+        failing)."""
+        from faceswap_gan.faces.keyframes import ThreadedMap
+
         expected = _expected(reader, span, max_frames)
         report.frames_expected = expected
         if plan is not None:  # Never past the frames pass 1 decoded.
             decoded_frames = len(plan.frames)
             max_frames = min(max_frames or decoded_frames, decoded_frames)
         decoded = reader.frames(*span)
-        bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
-        try:
-            tic = time.perf_counter()
-            while max_frames is None or report.frames < max_frames:
+        ended: list[str] = []  # The decode error that ended the input, if any.
+
+        def frames():
+            count = 0
+            while max_frames is None or count < max_frames:
+                tic = time.perf_counter()
                 try:
                     frame = next(decoded)
                 except StopIteration:
-                    break
+                    return
                 except FaceswapError as error:  # Damaged input: keep what decoded.
-                    report.input_ended = f"decode error: {error}"
-                    break
+                    ended.append(f"decode error: {error}")
+                    return
                 self._tick("decode", tic)
-                if plan is None:
-                    output, tracked = self.convert_frame(frame)
-                else:
-                    tracked = plan.tracked(report.frames)
-                    output = self.swap_tracked(frame, tracked)
+                count += 1
+                yield frame
+
+        index = itertools.count()
+
+        def convert(frame):
+            if plan is None:
+                return self.convert_frame(frame)
+            tracked = plan.tracked(next(index))
+            return self.swap_tracked(frame, tracked), tracked
+
+        bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
+        outputs = ThreadedMap(convert, frames(), depth=PIPELINE_DEPTH)
+        stream = iter(outputs)
+        try:
+            for output, tracked in stream:
                 tic = time.perf_counter()
                 writer.write(output)
                 if frames_dir is not None:
                     name = f"frame_{report.frames:06d}.png"
                     write_image(Path(frames_dir) / name, output)
-                tic = self._tick("encode", tic)
+                self._tick("encode", tic)
                 report.frames += 1
                 report.faces += len(tracked)
                 report.frames_without_face += not tracked
@@ -754,8 +787,11 @@ class VideoConverter:
                 )
                 bar.update()
         finally:
+            stream.close()  # Stops and joins the threads, also on an exception.
             decoded.close()  # Closes the input file now, also after max_frames.
             bar.close()
+        if ended:
+            report.input_ended = ended[0]
         # An estimated count (no count in the header) may be one frame off.
         short = expected - report.frames > (0 if reader.frame_count_exact else 1)
         if report.input_ended is None and short:
@@ -803,7 +839,7 @@ class FolderItem:
             report = self.report
             return (
                 f"converted {name} -> {self.output_path}: {report.frames} frames, "
-                f"{report.faces} faces swapped, {report.total_seconds:.1f} s"
+                f"{report.faces} faces swapped, {report.wall_seconds:.1f} s"
                 + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
             )
         return f"{self.status} {name}: {self.error}"
