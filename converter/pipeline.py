@@ -676,6 +676,25 @@ class VideoConverter:
             self, input_dir, output_dir, overwrite, log, frames_dir, **options
         )
 
+    def _decode(self, decoded, max_frames, ended: list[str]):
+        """Frames of the `decoded` iterator, at most `max_frames` (None: all), each
+        `next` timed as "decode". A decode error (FaceswapError: a damaged input)
+        ends the frames, keeping those decoded; its message is appended to `ended`.
+        """
+        count = 0
+        while max_frames is None or count < max_frames:
+            tic = time.perf_counter()
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                return
+            except FaceswapError as error:
+                ended.append(f"decode error: {error}")
+                return
+            self._tick("decode", tic)
+            count += 1
+            yield frame
+
     def _identify(self, reader, report, max_frames, progress, span) -> TrackReplay:
         """Pass 1 of reference mode: decode, detect, track, embed and vote.
 
@@ -694,16 +713,10 @@ class VideoConverter:
         decoded = reader.frames(*span)
         bar = tqdm(total=expected, desc="identify", unit="frame", disable=not progress)
         try:
-            tic = time.perf_counter()
-            while max_frames is None or len(tracks.frames) < max_frames:
-                try:
-                    frame = next(decoded)
-                except (StopIteration, FaceswapError):  # Pass 2 reports an error.
-                    break
-                self._tick("decode", tic)
+            # A decode error ends pass 1 where it ends pass 2, which reports it.
+            for frame in self._decode(decoded, max_frames, []):
                 tracks.add(frame)
                 bar.update()
-                tic = time.perf_counter()
         finally:
             decoded.close()
             bar.close()
@@ -744,22 +757,6 @@ class VideoConverter:
             max_frames = min(max_frames or decoded_frames, decoded_frames)
         decoded = reader.frames(*span)
         ended: list[str] = []  # The decode error that ended the input, if any.
-
-        def frames():
-            count = 0
-            while max_frames is None or count < max_frames:
-                tic = time.perf_counter()
-                try:
-                    frame = next(decoded)
-                except StopIteration:
-                    return
-                except FaceswapError as error:  # Damaged input: keep what decoded.
-                    ended.append(f"decode error: {error}")
-                    return
-                self._tick("decode", tic)
-                count += 1
-                yield frame
-
         index = itertools.count()
 
         def convert(frame):
@@ -769,7 +766,9 @@ class VideoConverter:
             return self.swap_tracked(frame, tracked), tracked
 
         bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
-        outputs = ThreadedMap(convert, frames(), depth=PIPELINE_DEPTH)
+        outputs = ThreadedMap(
+            convert, self._decode(decoded, max_frames, ended), depth=PIPELINE_DEPTH
+        )
         stream = iter(outputs)
         try:
             for output, tracked in stream:
