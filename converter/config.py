@@ -188,6 +188,12 @@ class ConverterConfig:
     # stage on its Kalman-predicted box, and a lost track is re-detected at once.
     # 0 = full MTCNN on every frame (v2.2; about 3x slower).
     keyframe_seconds: float = 0.25
+    # [1, 64] consecutive frames converted together: their faces go through the
+    # generator in one pass (at most `models.gan.INFERENCE_BATCH` faces per forward
+    # pass), fuller batches than one frame's; fewer for frames so large that the
+    # batch would pass 64 MiB (`pipeline.frames_per_batch`). 1 = frame by frame, as
+    # v2.2.
+    batch_frames: int = 8
     crf: int = 18  # [0, 51] h264/h265 constant rate factor: lower is better, bigger.
     preset: str = "veryfast"  # h264/h265 speed preset, "ultrafast" ... "veryslow".
 
@@ -210,6 +216,13 @@ class ConverterConfig:
         _check_range("enhance", self.enhance, 0, 1, "[]")
         check_alignment(self.alignment)
         _check_range("keyframe_seconds", self.keyframe_seconds, 0, float("inf"), "[)")
+        if isinstance(self.batch_frames, bool) or not isinstance(
+            self.batch_frames, int
+        ):
+            raise FaceswapError(
+                f"batch_frames must be an int in [1, 64]; got {self.batch_frames!r}."
+            )
+        _check_range("batch_frames", self.batch_frames, 1, 64, "[]")
         _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
         _check_range("similarity_threshold", self.similarity_threshold, -1, 1, "[]")
         from faceswap_gan.video import CODECS, PRESETS

@@ -177,8 +177,23 @@ def check_frames_dir(folder: str | Path, overwrite: bool = False) -> None:
 
 
 MAX_CROP_SIZE = 512  # Largest aligned crop side in pixels (bigger faces are shrunk).
-# Frames each queue of the decode | convert | encode threads holds (`_stream`).
+# Frames each queue of the decode | convert | encode threads holds (`_stream`; a
+# queue holds at least one batch of `ConverterConfig.batch_frames` frames).
 PIPELINE_DEPTH = 2
+# Most input-frame bytes in one batch of frames converted together: large frames
+# get fewer frames per batch (`frames_per_batch`), so memory stays bounded.
+MAX_BATCH_BYTES = 64 * 2**20
+
+
+def frames_per_batch(batch_frames: int, size: tuple[int, int]) -> int:
+    """Frames converted together for `ConverterConfig.batch_frames` and the video's
+    frame `size` (width, height) in pixels: `batch_frames`, fewer when that many
+    RGB frames would pass `MAX_BATCH_BYTES` (64 MiB: 8 frames of 1080p, 2 of 4K),
+    at least 1."""
+    width, height = size
+    return max(1, min(int(batch_frames), MAX_BATCH_BYTES // (3 * width * height)))
+
+
 STEPS = (
     "decode",
     "detect",
@@ -344,14 +359,32 @@ class VideoConverter:
             output: `(H, k * W, 3)` uint8 RGB, k = 1, 2 or 3 by `config.output_type`.
             tracked: the `TrackedFace`s that were swapped (empty: frame passed through).
         """
-        tic = time.perf_counter()
-        # 1. Detect faces (MTCNN).
-        faces = self.detector.detect(frame)
-        tic = self._tick("detect", tic)
-        # 2. Smooth: one Kalman/EMA track per face; missed faces keep a predicted box.
-        tracked = self.tracker.update(faces)
-        self._tick("smooth", tic)
-        return self.swap_tracked(frame, tracked), tracked
+        return self.convert_frames([frame])[0]
+
+    def convert_frames(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, list]]:
+        """`convert_frame` of consecutive frames, their faces in one generator pass.
+
+        Detection and tracking run frame by frame, in order (the tracks are state);
+        then all faces of `frames` are swapped together (`swap_frames`).
+
+        Args:
+            frames: list of `(H, W, 3)` uint8 RGB frames, in video order.
+
+        Returns:
+            list of `(output, tracked)`, one per frame, as `convert_frame` returns.
+        """
+        tracked_lists = []
+        for frame in frames:
+            tic = time.perf_counter()
+            # 1. Detect faces (MTCNN).
+            faces = self.detector.detect(frame)
+            tic = self._tick("detect", tic)
+            # 2. Smooth: one Kalman/EMA track per face; missed faces keep a
+            #    predicted box.
+            tracked_lists.append(self.tracker.update(faces))
+            self._tick("smooth", tic)
+        outputs = self.swap_frames(frames, tracked_lists)
+        return list(zip(outputs, tracked_lists))
 
     def swap_tracked(self, frame: np.ndarray, tracked: list) -> np.ndarray:
         """Swaps the given tracked faces of a frame (no detection, no tracking).
@@ -364,36 +397,62 @@ class VideoConverter:
         Returns:
             `(H, k * W, 3)` uint8 RGB, k = 1, 2 or 3 by `config.output_type`.
         """
+        return self.swap_frames([frame], [tracked])[0]
+
+    def swap_frames(self, frames: list[np.ndarray], tracked_lists: list) -> list:
+        """`swap_tracked` of several frames, with one generator pass for all their
+        faces (`FaceTransformer.transform_many`; at most `INFERENCE_BATCH` faces per
+        forward pass). Each output equals `swap_tracked` of its frame up to float
+        rounding of the batched forward pass.
+
+        Args:
+            frames: list of `(H, W, 3)` uint8 RGB frames.
+            tracked_lists: one list of `TrackedFace`s per frame.
+
+        Returns:
+            list of `(H, k * W, 3)` uint8 RGB outputs, one per frame.
+        """
         tic = time.perf_counter()
-        result, frame_alpha = frame, np.zeros(frame.shape[:2], np.float32)
-        if tracked:
-            # 3. Align each face on its own raw landmarks (v2.2); crop side from the
-            #    smoothed boxes, all faces to one size.
-            crops, matrices, part_masks = self._align(frame, tracked)
-            tic = self._tick("align", tic)
-            # 4. Transform: ROI -> generator (one batch) -> colour -> feathered alpha.
-            _, alphas, raws = self.transformer.transform(crops, part_masks)
+        # 3. Align each face on its own raw landmarks (v2.2); crop side from the
+        #    smoothed boxes, all faces of a frame to one size.
+        aligned = [
+            self._align(frame, tracked) if tracked else None
+            for frame, tracked in zip(frames, tracked_lists)
+        ]
+        tic = self._tick("align", tic)
+        # 4. Transform: ROI -> generator (one batch for all frames) -> colour ->
+        #    feathered alpha.
+        groups = [(crops, masks) for crops, _, masks in filter(None, aligned)]
+        swapped = iter(self.transformer.transform_many(groups) if groups else [])
+        outputs = []
+        for frame, tracked, faces in zip(frames, tracked_lists, aligned):
             tic = time.perf_counter()
-            # 5. Cut each alpha to its smoothed box (v2.2 pasted the swapped crop back
-            #    into the smoothed box only), unalign and blend it into the frame.
-            for face, raw, alpha, matrix in zip(tracked, raws, alphas, matrices):
-                alpha = alpha * box_mask_in_crop(
-                    face.box, matrix, alpha.shape[0], frame.shape
+            result = frame
+            frame_alpha = np.zeros(frame.shape[:2], np.float32)
+            if faces is not None:
+                _, alphas, raws = next(swapped)
+                # 5. Cut each alpha to its smoothed box (v2.2 pasted the swapped crop
+                #    back into the smoothed box only), unalign and blend it in.
+                for face, raw, alpha, matrix in zip(tracked, raws, alphas, faces[1]):
+                    alpha = alpha * box_mask_in_crop(
+                        face.box, matrix, alpha.shape[0], frame.shape
+                    )
+                    result, face_alpha = blending.paste_back(result, raw, alpha, matrix)
+                    frame_alpha = np.maximum(frame_alpha, face_alpha)
+                tic = self._tick("paste", tic)
+            # 6. Enhance contrast: -e * original + (1 + e) * result.
+            result = blending.enhance_contrast(result, frame, self.config.enhance)
+            # 7. Label the result as synthetic (visible, bottom-left corner).
+            if self.config.watermark:
+                result = blending.add_synthetic_label(result)
+            # 8. Compose: [result], [source | result] or [source | result | mask].
+            outputs.append(
+                blending.compose_output(
+                    self.config.output_type, frame, result, frame_alpha
                 )
-                result, face_alpha = blending.paste_back(result, raw, alpha, matrix)
-                frame_alpha = np.maximum(frame_alpha, face_alpha)
-            tic = self._tick("paste", tic)
-        # 6. Enhance contrast: -e * original + (1 + e) * result.
-        result = blending.enhance_contrast(result, frame, self.config.enhance)
-        # 7. Label the result as synthetic (visible, bottom-left corner).
-        if self.config.watermark:
-            result = blending.add_synthetic_label(result)
-        # 8. Compose: [result], [source | result] or [source | result | mask heatmap].
-        output = blending.compose_output(
-            self.config.output_type, frame, result, frame_alpha
-        )
-        self._tick("compose", tic)
-        return output
+            )
+            self._tick("compose", tic)
+        return outputs
 
     def _align(self, frame, tracked):
         """Aligned crops `(N, S, S, 3)`, matrices, part masks `(N, S, S)` or None.
@@ -737,11 +796,12 @@ class VideoConverter:
         span=(0, None),
         frames_dir=None,
     ):
-        """Decode | convert_frame | encode, overlapped in three threads.
+        """Decode | convert_frames | encode, overlapped in three threads.
 
         A reader thread decodes, a worker thread converts the frames in order (the
-        face tracks are state) and this thread encodes, joined by bounded queues
-        (`faces.keyframes.ThreadedMap`, depth `PIPELINE_DEPTH`): decoding and
+        face tracks are state), `frames_per_batch` at a time so that their faces
+        share one generator pass, and this thread encodes, joined by bounded
+        queues (`faces.keyframes.ThreadedMap`, `PIPELINE_DEPTH` frames): decoding and
         encoding (FFmpeg) run while the detector and the model compute, and memory
         holds a few frames whatever the video's length. With `plan` (reference
         mode), each frame's faces come from pass 1's tracks (`TrackReplay`) instead
@@ -759,19 +819,21 @@ class VideoConverter:
         ended: list[str] = []  # The decode error that ended the input, if any.
         index = itertools.count()
 
-        def convert(frame):
+        def convert(frames):
             if plan is None:
-                return self.convert_frame(frame)
-            tracked = plan.tracked(next(index))
-            return self.swap_tracked(frame, tracked), tracked
+                return self.convert_frames(frames)
+            tracked = [plan.tracked(next(index)) for _ in frames]
+            return list(zip(self.swap_frames(frames, tracked), tracked))
 
         bar = tqdm(total=expected, desc="convert", unit="frame", disable=not progress)
-        outputs = ThreadedMap(
-            convert, self._decode(decoded, max_frames, ended), depth=PIPELINE_DEPTH
-        )
+        frames = self._decode(decoded, max_frames, ended)
+        size = frames_per_batch(self.config.batch_frames, reader.size)
+        batches = iter(lambda: list(itertools.islice(frames, size)), [])
+        # Queues of at most about PIPELINE_DEPTH frames each, whatever the batch.
+        outputs = ThreadedMap(convert, batches, depth=max(1, PIPELINE_DEPTH // size))
         stream = iter(outputs)
         try:
-            for output, tracked in stream:
+            for output, tracked in itertools.chain.from_iterable(stream):
                 tic = time.perf_counter()
                 writer.write(output)
                 if frames_dir is not None:

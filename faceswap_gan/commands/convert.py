@@ -93,6 +93,12 @@ _VALUE_FIELDS = (
         "are refined on their predicted boxes (about 3x faster); 0 = full "
         "detection on every frame, as v2.2 (default 0.25)",
     ),
+    (
+        "batch_frames",
+        int,
+        "[1, 64] frames converted together, their faces in one generator pass "
+        "(fewer for frames above 1080p); 1 = frame by frame, as v2.2 (default 8)",
+    ),
     ("detection_threshold", float, "(0, 1) MTCNN third-stage threshold (default 0.8)"),
     (
         "roi_coverage",
