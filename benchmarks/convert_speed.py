@@ -15,7 +15,9 @@ bundled clip (upscaled to 720 px high, padded to 1280 wide, looped). Each step i
 row: full MTCNN every frame; keyframe detection on every frame (downscaled to the
 faces found so far, ONet at full size); keyframes every `--keyframe-seconds` with
 ONet-tracked faces in between; the same with decoding, converting and encoding in
-three threads (`keyframes.ThreadedMap`, as `VideoConverter.convert` runs). Per row:
+three threads (`keyframes.ThreadedMap`, as `VideoConverter.convert` runs); and that
+with the generator run on the faces of `--batch-frames` frames at once
+(`ConverterConfig.batch_frames`, as `VideoConverter.convert` does). Per row:
 frames/s end to end (decode + convert + encode), its ratio to the full row,
 detection's share; and the quality
 against the full row frame by frame: landmark error (mean distance of the five
@@ -197,8 +199,13 @@ def _first_box(faces):
     return faces[0].box if faces else np.full(4, np.nan)
 
 
-def _run_variant(name, clip, model, detector, threads, keep_every, out_dir):
-    """Converts `clip` frame by frame (decode, convert, encode); returns a record."""
+def _run_variant(
+    name, clip, model, detector, threads, keep_every, out_dir, batch_frames=1
+):
+    """Converts `clip` (decode, convert, encode), `batch_frames` frames per
+    `VideoConverter.convert_frames` call; returns a record."""
+    import itertools
+
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
     from faceswap_gan.faces.keyframes import KeyframeDetector, ThreadedMap
@@ -208,16 +215,26 @@ def _run_variant(name, clip, model, detector, threads, keep_every, out_dir):
     if isinstance(detector, KeyframeDetector):
         detector.start_video(reader.fps)
     recorder = _Recorder(detector)
-    config = ConverterConfig(image_shape=None, output_type="single")
+    config = ConverterConfig(
+        image_shape=None, output_type="single", batch_frames=batch_frames
+    )
     converter = VideoConverter(model, config, detector=recorder)
     smoothed, kept = [], {}
 
-    def convert(frame):
-        output, tracked = converter.convert_frame(frame)
-        first = next((t for t in tracked if t.track_id == 0), None)
-        return output, (first.box.copy() if first is not None else np.full(4, np.nan))
+    def convert(frames):
+        results = []
+        for output, tracked in converter.convert_frames(frames):
+            first = next((t for t in tracked if t.track_id == 0), None)
+            box = first.box.copy() if first is not None else np.full(4, np.nan)
+            results.append((output, box))
+        return results
 
-    outputs = ThreadedMap(convert, reader, depth=4) if threads else map(convert, reader)
+    frames = iter(reader)
+    batches = iter(lambda: list(itertools.islice(frames, batch_frames)), [])
+    depth = max(1, 4 // batch_frames)
+    outputs = itertools.chain.from_iterable(
+        ThreadedMap(convert, batches, depth=depth) if threads else map(convert, batches)
+    )
     tic = time.perf_counter()
     with VideoWriter(out_dir / f"{name}.mp4", reader.fps, reader.size) as writer:
         for index, (output, box) in enumerate(outputs):
@@ -380,34 +397,55 @@ def compare(args: argparse.Namespace) -> None:
         )
     for label, clip in clips:
         frames = list(VideoReader(clip))
+        keyframes = args.keyframe_seconds
+        # (row name, detector, threads, frames per generator pass)
         variants = [
-            ("full MTCNN every frame", full, False),
+            ("full MTCNN every frame", full, False, 1),
             (
                 "keyframe pass every frame",
                 KeyframeDetector(full, keyframe_seconds=0),
                 False,
+                1,
             ),
             (
-                f"keyframes every {args.keyframe_seconds} s + ONet",
-                KeyframeDetector(full, keyframe_seconds=args.keyframe_seconds),
+                f"keyframes every {keyframes} s + ONet",
+                KeyframeDetector(full, keyframe_seconds=keyframes),
                 False,
+                1,
             ),
             (
                 "  + threads (decode|convert|encode)",
-                KeyframeDetector(full, keyframe_seconds=args.keyframe_seconds),
+                KeyframeDetector(full, keyframe_seconds=keyframes),
                 True,
+                1,
             ),
         ]
+        for batch_frames in args.batch_frames:
+            variants.append(
+                (
+                    f"  + threads + generator on {batch_frames} frames",
+                    KeyframeDetector(full, keyframe_seconds=keyframes),
+                    True,
+                    batch_frames,
+                )
+            )
         # Warm-up: build every network and trace every graph once.
         warm = work / "warm.mp4"
         make_input(clip, 3, warm)
-        for name, detector, threads in variants:
-            _run_variant("warm", warm, model, detector, threads, 1, work)
+        for name, detector, threads, batch in variants:
+            _run_variant("warm", warm, model, detector, threads, 1, work, batch)
         records = {}
         for repeat in range(args.repeats):
-            for name, detector, threads in variants:
+            for name, detector, threads, batch in variants:
                 record = _run_variant(
-                    f"r{repeat}", clip, model, detector, threads, args.keep_every, work
+                    f"r{repeat}",
+                    clip,
+                    model,
+                    detector,
+                    threads,
+                    args.keep_every,
+                    work,
+                    batch,
                 )
                 best = records.get(name)
                 if best is None or record["fps"] > best["fps"]:
@@ -426,7 +464,7 @@ def compare(args: argparse.Namespace) -> None:
             f"eye distance, {100 * calibrated:.2f} % less the clip's mean offset"
         )
         print(_row(HEADER, (40, 8, 6, 6, 11, 5, 6, 7, 4, 7, 6, 7, 5, 7)))
-        for step, (name, _, _) in enumerate(variants):
+        for step, (name, *_) in enumerate(variants):
             record = records[name]
             q = _quality(record, reference, frames, embedder, landmarker)
             cells = (
@@ -505,6 +543,14 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--clip-720", type=Path, default=DEFAULT_CLIP_720)
     parser.add_argument("--keyframe-seconds", type=float, default=0.25)
+    parser.add_argument(
+        "--batch-frames",
+        type=int,
+        nargs="*",
+        default=[4],
+        help="--compare: also rows with the generator run on this many frames' "
+        "faces at once (ConverterConfig.batch_frames)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--keep-every", type=int, default=3, help="frames kept for identity"

@@ -138,8 +138,9 @@ def make_720p(work: Path, frames: int) -> Path:
 
 
 def part_convert(args) -> None:
-    """Rows: 720p conversion with a fresh standard model (frames/s, x duration), with
-    the default keyframe detection and with full MTCNN on every frame."""
+    """Rows: 720p conversion with a fresh standard model (frames/s, x duration): the
+    defaults (keyframe detection, the generator on `batch_frames` frames at once),
+    the same frame by frame, and full MTCNN on every frame frame by frame (v2.2)."""
     from converter.config import ConverterConfig
     from converter.pipeline import VideoConverter
     from faceswap_gan.config import PRESETS
@@ -150,9 +151,17 @@ def part_convert(args) -> None:
     clip = make_720p(work, args.convert_frames)
     model = FaceSwapGAN(PRESETS["standard"])
     output = work / "converted_720p.mp4"
-    for keyframe_seconds in (ConverterConfig().keyframe_seconds, 0.0):
+    default = ConverterConfig()
+    settings = (  # (keyframe_seconds, batch_frames): today's, unbatched, v2.2's
+        (default.keyframe_seconds, default.batch_frames),
+        (default.keyframe_seconds, 1),
+        (0.0, 1),
+    )
+    for keyframe_seconds, batch_frames in settings:
         config = ConverterConfig(
-            output_type="single", keyframe_seconds=keyframe_seconds
+            output_type="single",
+            keyframe_seconds=keyframe_seconds,
+            batch_frames=batch_frames,
         )
         converter = VideoConverter(model, config)
         for index, frame in enumerate(VideoReader(clip)):  # warm-up: tracing, MTCNN
@@ -164,6 +173,7 @@ def part_convert(args) -> None:
             {
                 "resolution": "1280x720",
                 "keyframe_seconds": keyframe_seconds,
+                "batch_frames": batch_frames,
                 "frames": report.frames,
                 "faces": report.faces,
                 "frames_per_second": report.frames_per_second,
@@ -271,7 +281,8 @@ def markdown(report: dict) -> str:
     for r in parts.get("convert", {}).get("rows", []):
         lines += [
             "",
-            f"## Conversion, 1280x720, keyframe_seconds {r['keyframe_seconds']}",
+            f"## Conversion, 1280x720, keyframe_seconds {r['keyframe_seconds']}, "
+            f"batch_frames {r.get('batch_frames', 1)}",
             "",
             "| frames | frames/s | x video duration |",
             "|---|---|---|",
