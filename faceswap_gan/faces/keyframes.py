@@ -17,16 +17,17 @@ cascade's last stage alone is enough to follow it:
   tracked, only `min_face_area` bounds it. MTCNN's cost scales with the pixels it
   scans, so a 200 px face in a 480x480 frame is found in a 96x96 copy at a
   twenty-fifth of the cost. A face already tracked keeps its own proposal (below)
-  at a keyframe; the keyframe's proposals add the faces not yet tracked.
+  at a keyframe; the keyframe's proposals add the faces not yet tracked, and
+  a tracked face's fresh proposal refines where its proposals are put (below).
 - every other frame: each face's ONet box is predicted from its previous ones by a
   constant-velocity Kalman filter (`tracking.KalmanBoxSmoother`); the proposal is
-  put where RNet's was, relative to that box, when the face was found (ONet's
-  points depend on the framing of its input), made square as MTCNN squares RNet's
-  proposals, cut from the full-resolution frame with MTCNN's own
-  `tf.image.crop_and_resize` at 48x48, and refined by ONet, averaged over seven
-  slightly shifted and scaled copies of the proposal (`PROPOSAL_JITTER`). ONet
-  returns what a full detection returns: the refined box, MTCNN's five landmarks
-  (the points the aligner uses) and the face score.
+  put where RNet's are on average, relative to that box, over the keyframes that
+  found the face (ONet's points depend on the framing of its input), made square
+  as MTCNN squares RNet's proposals, cut from the full-resolution frame with
+  MTCNN's own `tf.image.crop_and_resize` at 48x48, and refined by ONet, averaged
+  over seven slightly shifted and scaled copies of the proposal
+  (`PROPOSAL_JITTER`). ONet returns what a full detection returns: the refined
+  box, MTCNN's five landmarks (the points the aligner uses) and the face score.
 - confidence: a track is lost when ONet's face score falls below the detector's
   `detection_threshold` (the threshold a full detection applies to the same
   score), or when the refined box has drifted off its proposal (IoU below
@@ -83,28 +84,45 @@ PROPOSAL_JITTER = (
 class _Track:
     """One followed face: its last ONet row, its proposal and a box predictor.
 
-    The proposal is kept where an RNet proposal would be: at the keyframe, the
-    offset of the RNet proposal from ONet's refined box (in units of that box's
-    height) is stored, and later proposals are put at the same offset from the
-    predicted box. ONet's landmarks depend on the framing of its input, and ONet's
-    own box is not square like RNet's proposals, so proposing ONet's box again
-    would shift them (by about 3 % of the eye distance on the bundled clip).
+    The proposal is kept where an RNet proposal would be: the offset of an RNet
+    proposal from ONet's refined box (in units of that box's height) is the
+    anchor, and proposals are put at the anchor from the predicted box. ONet's
+    landmarks depend on the framing of its input, and ONet's own box is not square
+    like RNet's proposals, so proposing ONet's box again would shift them (by about
+    3 % of the eye distance on the bundled clip). The anchor is the mean of the
+    offsets seen at every keyframe that re-found the face (`observe`): one RNet
+    proposal is one draw, off by a few percent of the face, and a fixed draw
+    framed the face a little too wide or narrow for the whole video (the points'
+    spread drifted 2 % from full detection's on the bundled clip); the mean
+    estimates RNet's expected framing and steadies as keyframes add up.
     """
 
     def __init__(self, row: np.ndarray, proposal: np.ndarray):
         self.predictor = KalmanBoxSmoother(PREDICTOR_NOISE)
-        box = row[1:5].astype(np.float64)
-        self.anchor = (np.asarray(proposal, np.float64) - box) / _height(box)
+        self.anchor, self.anchors = _anchor(row, proposal), 1
         self.refined(row)
 
     def refined(self, row: np.ndarray) -> None:
         self.row = row
         self.next_box = self.predictor.update(row[1:5])
 
+    def observe(self, row: np.ndarray, proposal: np.ndarray) -> None:
+        """Adds a keyframe's RNet `proposal` of this face, refined by ONet into
+        `row`, to the anchor's mean."""
+        self.anchors += 1
+        self.anchor += (_anchor(row, proposal) - self.anchor) / self.anchors
+
     def proposal(self) -> np.ndarray:
         """`(4,)` float64 square ONet proposal for the next frame."""
         box = self.next_box
         return square_proposals(box + self.anchor * _height(box))[0]
+
+
+def _anchor(row: np.ndarray, proposal: np.ndarray) -> np.ndarray:
+    """`(4,)` offset of a square `proposal` from ONet's box `row[1:5]` refined from
+    it, in units of that box's height."""
+    box = row[1:5].astype(np.float64)
+    return (square_proposals(proposal)[0] - box) / _height(box)
 
 
 def _height(box: np.ndarray) -> float:
@@ -279,13 +297,22 @@ class KeyframeDetector:
         good = rows[:, 5] >= self.detector.detection_threshold
         rows, proposals = rows[good], proposals[good]
         tracked = (np.arange(len(good)) < len(known))[good]
-        for index in self._dedup(rows, tracked):
+        kept = self._dedup(rows, tracked)
+        for index in kept:
             row = rows[index]
             track = self._match(previous, row)
             if track is None:
-                track = _Track(row, square_proposals(proposals[index])[0])
-            else:  # Its anchor stays: set once, from the pass that found it.
+                track = _Track(row, proposals[index])
+            else:
                 track.refined(row)
+                # The fresh RNet proposal of this face (the one the dedup dropped
+                # for the track's own), if any, joins the anchor's mean.
+                fresh = np.flatnonzero(~tracked)
+                if len(fresh):
+                    iou = box_iou(row[None, 1:5], rows[fresh, 1:5])[0]
+                    best = int(np.argmax(iou))
+                    if iou[best] > 0.5 and fresh[best] not in kept:
+                        track.observe(rows[fresh[best]], proposals[fresh[best]])
             self._tracks.append(track)
 
     def _proposals(self, image: np.ndarray) -> np.ndarray:
