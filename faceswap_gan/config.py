@@ -312,6 +312,31 @@ PRESETS = {
 }
 
 
+# TrainConfig.mixed_precision -> Keras dtype policy (variables stay float32 in all).
+DTYPE_POLICIES = {
+    "off": "float32",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
+MIXED_PRECISIONS = tuple(DTYPE_POLICIES)
+
+
+def mixed_precision_name(value: bool | str) -> str:
+    """One of MIXED_PRECISIONS for a `TrainConfig.mixed_precision` value.
+
+    Args:
+        value: "off", "float16", "bfloat16", or a bool (True means "float16", the
+            only mixed precision before bfloat16 was added; False "off").
+
+    Raises:
+        FaceswapError: any other value, naming the allowed ones.
+    """
+    if isinstance(value, bool):
+        return "float16" if value else "off"
+    _choice("mixed_precision", value, MIXED_PRECISIONS)
+    return value
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved resolved as `run_dir/config.json`."""
@@ -333,7 +358,11 @@ class TrainConfig:
     display_iters: int = 300  # Log, preview and checkpoint period.
     backup_iters: int = 5000  # Period of kept backup checkpoints; 0 = none.
     seed: int = 0  # Seeds data order, augmentation and the model's noise.
-    mixed_precision: bool = False  # Keras "mixed_float16" policy (GPU).
+    # Mixed precision, one of MIXED_PRECISIONS: "off" (float32), "float16" (Keras
+    # "mixed_float16" with loss scaling: GPUs with tensor cores) or "bfloat16"
+    # ("mixed_bfloat16": TPUs, CPUs with AVX512-BF16 or AMX, Ampere or newer GPUs).
+    # True and False are read as "float16" and "off" (configs of earlier versions).
+    mixed_precision: str = "off"
     tensorboard: bool = False  # Also write TensorBoard logs to run_dir/tensorboard.
     eval_every: int = 0  # Periodic held-out evaluation period; 0 = off.
     # Compile the train step with XLA: True, False, or None = auto (on with a GPU or
@@ -341,6 +370,9 @@ class TrainConfig:
     jit_compile: bool | None = None
 
     def __post_init__(self):
+        object.__setattr__(
+            self, "mixed_precision", mixed_precision_name(self.mixed_precision)
+        )
         for name, cls in (
             ("arch", ArchConfig),
             ("loss", LossConfig),
@@ -368,6 +400,12 @@ class TrainConfig:
                 f"jit_compile must be True, False or None (auto: XLA on GPU and "
                 f"TPU); got {self.jit_compile!r}."
             )
+
+    @property
+    def dtype_policy(self) -> str:
+        """The Keras dtype policy of `mixed_precision`: "float32", "mixed_float16"
+        or "mixed_bfloat16"."""
+        return DTYPE_POLICIES[self.mixed_precision]
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":

@@ -41,6 +41,7 @@ from faceswap_gan.config import (
     ArchConfig,
     TrainConfig,
     from_dict,
+    mixed_precision_name,
     stage_at,
     to_dict,
     to_json,
@@ -295,6 +296,8 @@ def resume_conflicts(config: TrainConfig, saved: dict) -> list[tuple[str, Any, A
         "constant" schedule; fields missing from `saved` are not compared.
     """
     now, before = _flat(to_dict(config)), _flat(saved)
+    if "mixed_precision" in before:  # a bool in configs saved before bfloat16
+        before["mixed_precision"] = mixed_precision_name(before["mixed_precision"])
     changeable = set(RESUME_CHANGEABLE)
     if not SCHEDULES[config.schedule] and before.get("schedule") == config.schedule:
         changeable.add("iterations")
@@ -581,8 +584,7 @@ def _train(config, strategy, folder, resume, progress, stop_at, max_seconds) -> 
     if resume and checkpoints.candidates(ckpt_dir):
         point = _resume_point(config, ckpt_dir)
     policy = keras.config.dtype_policy()
-    if config.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_dtype_policy(config.dtype_policy)
     try:
         with strategy.scope():
             model = build_model(config)

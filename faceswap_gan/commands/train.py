@@ -29,6 +29,7 @@ from pathlib import Path
 
 from faceswap_gan.config import (
     GAN_TRAININGS,
+    MIXED_PRECISIONS,
     NORMS,
     PERCEPTUAL_BACKENDS,
     PRESETS,
@@ -64,7 +65,7 @@ FLAGS = {
     "display_iters": (None, "display_iters", int),
     "backup_iters": (None, "backup_iters", int),
     "seed": (None, "seed", int),
-    "mixed_precision": (None, "mixed_precision", bool),
+    "mixed_precision": (None, "mixed_precision", str),
     "tensorboard": (None, "tensorboard", bool),
     "eval_every": (None, "eval_every", int),
     "jit_compile": (None, "jit_compile", bool),
@@ -125,8 +126,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--perceptual-weights", help="path to rcmalli_vggface_tf_notop_resnet50.h5")
     add("--m-mask", type=float, help="mask hinge margin in [0, 1]")
     add("--lr-factor", type=float, help="learning-rate multiplier")
+    add(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        choices=MIXED_PRECISIONS,
+        help="compute in float16 (the default when given alone: Keras mixed_float16 "
+        "with loss scaling, GPUs with tensor cores) or bfloat16 (mixed_bfloat16: "
+        "TPUs, CPUs with AVX512-BF16 or AMX, Ampere or newer GPUs); weights stay "
+        "float32; off = float32 (default)",
+    )
+    add(
+        "--no-mixed-precision",
+        dest="mixed_precision",
+        action="store_const",
+        const="off",
+        help="float32 (same as --mixed-precision off)",
+    )
     for flag, text in (
-        ("mixed-precision", "mixed_float16 (GPU)"),
         ("tensorboard", "TensorBoard logs"),
         ("use-self-attn", "self-attention blocks"),
         ("use-pl", "perceptual loss from the start"),

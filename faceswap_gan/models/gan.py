@@ -8,7 +8,13 @@ import tensorflow as tf
 from keras import ops
 
 from faceswap_gan import losses
-from faceswap_gan.config import ArchConfig, LossConfig, LossWeights, Stage
+from faceswap_gan.config import (
+    ArchConfig,
+    LossConfig,
+    LossWeights,
+    Stage,
+    mixed_precision_name,
+)
 from faceswap_gan.models.networks import (
     build_decoder,
     build_discriminator,
@@ -143,18 +149,31 @@ class FaceSwapGAN(keras.Model):
             "d": self.d_optimizer,
         }
 
-    def compile(self, mixed_precision=False, **kwargs):
+    def compile(self, mixed_precision: bool | str = False, **kwargs):
         """Three Adams (beta_1 0.5), as v2.2: one per generator (encoder + its decoder)
         at lrG = 1e-4 x lr_factor, and one for the two discriminators at lrD = 2e-4 x
         lr_factor (their variables are disjoint, so one Adam equals v2.2's two).
-        Wrapped in `LossScaleOptimizer` when `mixed_precision`. Builds every optimizer
-        so its state can be restored before the first step."""
+        Builds every optimizer so its state can be restored before the first step.
+
+        Args:
+            mixed_precision: `TrainConfig.mixed_precision` ("off", "float16",
+                "bfloat16", or a bool). "float16" (or True) wraps each Adam in
+                `LossScaleOptimizer`: float16's range would flush small gradients
+                to zero. "bfloat16" has float32's exponent range and needs no loss
+                scaling (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep
+                Learning Training"). The dtype policy itself is set by the caller
+                before the model is built (`keras.config.set_dtype_policy`).
+
+        Raises:
+            FaceswapError: another `mixed_precision` value.
+        """
         super().compile(**kwargs)
         lr = self.loss_config.lr_factor
+        loss_scaled = mixed_precision_name(mixed_precision) == "float16"
 
         def adam(base, variables):
             optimizer = keras.optimizers.Adam(base * lr, beta_1=0.5)
-            if mixed_precision:
+            if loss_scaled:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(variables)
             return optimizer
@@ -269,12 +288,15 @@ class FaceSwapGAN(keras.Model):
             return ops.zeros(())
         lam = ops.cast(lam, rgb.dtype)
 
+        def features(images):
+            # Under a mixed policy the perceptual net computes in float16/bfloat16;
+            # the loss is computed in float32, like the generator's heads.
+            return [ops.cast(f, "float32") for f in self.perceptual_model(images)]
+
         def compute():
             mixup = lam * rgb + (1 - lam) * fake  # mixup of raw and masked output
             return losses.perceptual(
-                self.perceptual_model(real),
-                self.perceptual_model(mixup),
-                self.loss_weights.w_pl,
+                features(real), features(mixup), self.loss_weights.w_pl
             )
 
         return tf.cond(self.use_pl > 0.5, compute, lambda: tf.zeros(()))
