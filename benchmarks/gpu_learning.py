@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from learning import learning_config, table  # noqa: E402  (benchmarks/learning.py)
 
+from faceswap_gan.config import MIXED_PRECISIONS  # noqa: E402
+
 HEADLINE = (  # eval keys whose change from step 0 the report states
     "psnr_A",
     "psnr_B",
@@ -144,7 +146,15 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=500, help="eval period K")
     parser.add_argument("--batch-size", type=int, default=8, help="per side")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        default="off",
+        choices=MIXED_PRECISIONS,
+        help="TrainConfig.mixed_precision: float16 when given alone, bfloat16, or "
+        "off (default)",
+    )
     parser.add_argument(
         "--work-dir",
         type=Path,

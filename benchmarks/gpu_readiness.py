@@ -4,10 +4,10 @@ Runs on a machine with one GPU (e.g. a Colab GPU runtime) and checks, within
 `--minutes` of wall time, everything the project's speed claims rest on:
 
 1. **model** — train-step speed of the "lite" and "standard" presets at 64 px with XLA
-   off and on, in float32 and in mixed precision (`mixed_float16`):
-   `benchmarks/model_speed.py`'s `measure` (profiler FLOPs per iteration, median
-   iterations/s on in-memory batches, achieved FLOP/s) against the device's dense
-   float32 matmul FLOP/s measured in the same process;
+   off and on, in float32 and in mixed precision (`mixed_float16` with loss scaling,
+   `mixed_bfloat16`): `benchmarks/model_speed.py`'s `measure` (profiler FLOPs per
+   iteration, median iterations/s on in-memory batches, achieved FLOP/s) against the
+   device's dense matmul FLOP/s of the same dtype measured in the same process;
 2. **pipeline** — input-pipeline headroom: `benchmarks/train_speed.py`'s `measure` for
    the standard preset: the trainer's tf.data pipeline alone (batches/s) against the
    step fed by it (iterations/s); headroom = pipeline / model, above 1 the GPU is the
@@ -53,10 +53,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 
+from faceswap_gan.config import DTYPE_POLICIES  # noqa: E402 (no TensorFlow)
+
 ROW = "ROW "  # a child prints each result row as ROW {json}, flushed at once
 PARTS = ("model", "pipeline", "convert", "learning")
 SHARES = {"model": 0.30, "pipeline": 0.10, "convert": 0.20}  # learning: the rest
 CLIP = REPO / "faceswap_gan" / "data" / "samples" / "person_a.mp4"
+# TrainConfig.mixed_precision values measured by the model part.
+PRECISIONS = ("off", "float16", "bfloat16")
 
 
 def emit(row: dict) -> None:
@@ -84,22 +88,34 @@ def device_info() -> dict:
 
 
 def part_model(args) -> None:
-    """Rows: capacity x precision x XLA; one matmul-peak row first."""
+    """Rows: capacity x precision x XLA, each against the matmul peak of its own
+    precision; one matmul-peak row first (float32 and each mixed dtype)."""
     import keras
     import model_speed
 
-    emit({"kind": "peak", "matmul_flop_s": max(model_speed.matmul_flops_per_second())})
+    peaks = {
+        precision: max(model_speed.matmul_flops_per_second(dtype=dtype))
+        for precision, dtype in model_speed.MATMUL_DTYPES.items()
+    }
+    emit({"kind": "peak", "matmul_flop_s": peaks["off"], "peaks": peaks})
     for capacity in ("lite", "standard"):
-        for mixed in (False, True):
+        for precision in PRECISIONS:
             for xla in (False, True):
-                keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
-                row = {"capacity": capacity, "size": 64, "mixed": mixed, "xla": xla}
+                row = {"capacity": capacity, "size": 64, "xla": xla}
                 try:
-                    row |= model_speed.measure(
-                        capacity, 64, args.batch_size, args.steps, args.repeats, xla
+                    (measured,) = model_speed.measure(
+                        capacity,
+                        64,
+                        args.batch_size,
+                        args.steps,
+                        args.repeats,
+                        [(xla, False, precision)],
                     )
+                    row |= measured
+                    row["of_peak"] = measured["flop_s"] / peaks[precision]
                 except Exception as error:  # noqa: BLE001 - recorded, others go on
                     row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+                row["precision"] = precision
                 emit(row)
                 keras.backend.clear_session(free_memory=True)
 
@@ -249,14 +265,14 @@ def markdown(report: dict) -> str:
         else [
             "",
             f"## Train step, 64 px (float32 matmul peak {_f(peak and peak / 1e12)} "
-            "TFLOP/s)",
+            "TFLOP/s; each row against the matmul peak of its own precision)",
             "",
-            "| model | precision | XLA | it/s | GFLOP/it | TFLOP/s | of fp32 peak |",
+            "| model | precision | XLA | it/s | GFLOP/it | TFLOP/s | of peak |",
             "|---|---|---|---|---|---|---|",
         ]
     )
     for r in (r for r in model if "capacity" in r):
-        precision = "mixed_float16" if r["mixed"] else "float32"
+        precision = DTYPE_POLICIES[r["precision"]]
         if "error" in r:
             lines.append(
                 f"| {r['capacity']} | {precision} | {r['xla']} | error: "
@@ -266,7 +282,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {r['capacity']} | {precision} | {r['xla']} | {r['it_s']:.2f} | "
             f"{r['flops'] / 1e9:.1f} | {r['flop_s'] / 1e12:.2f} | "
-            f"{_f(peak and 100 * r['flop_s'] / peak, '.0f')} % |"
+            f"{100 * r['of_peak']:.0f} % |"
         )
     for r in parts.get("pipeline", {}).get("rows", []):
         lines += [

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from faceswap_gan.config import MIXED_PRECISIONS  # no TensorFlow import
+
 COLUMNS = (  # (metrics key without "eval/", header, format)
     ("psnr_A", "PSNR A", "{:6.2f}"),
     ("psnr_B", "PSNR B", "{:6.2f}"),
@@ -106,7 +108,15 @@ def main(argv=None) -> int:
     parser.add_argument("--schedule", help="default: the preset's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, help="wall-time budget for training")
-    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        default="off",
+        choices=MIXED_PRECISIONS,
+        help="TrainConfig.mixed_precision: float16 when given alone, bfloat16, or "
+        "off (default)",
+    )
     parser.add_argument(
         "--no-self-attn", action="store_true", help="the preset without SAGAN blocks"
     )

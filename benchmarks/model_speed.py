@@ -30,6 +30,9 @@ builds a compiled `FaceSwapGAN` (Adam, as the trainer) and reports:
   `tf.linalg.matmul` of two 2048x2048 float32 matrices, 2*2048^3 FLOPs each, in the
   same process, before each configuration and at the end, so that load from other
   processes lowers it as little as possible) and the fraction achieved / peak.
+  With `--precision` (`TrainConfig.mixed_precision`: off, float16, bfloat16) each
+  variant's model is built under that dtype policy (float16 with loss scaling) and
+  its fraction is against the peak of a matmul of its own dtype, measured alike.
 
 Ratios (fraction of peak, lite vs standard, 64 vs 128 px) hold on a noisy machine far
 better than the absolute figures.
@@ -54,6 +57,16 @@ Measured on the shared 2-core CPU (TensorFlow 2.21, batch 8), by
     standard  XLA off fused     0.221        1.00    102.0    48.0 %
     standard  XLA on  explicit  0.210        0.96     96.8    45.6 %
     standard  XLA on  fused     0.144        0.66     66.6    31.4 %
+
+`--precision off bfloat16` (`--sizes 64 --capacities lite standard --steps 2
+--repeats 3`, quiet; this CPU has AVX512-BF16: bfloat16 matmul peak 398.4 GFLOP/s,
+float32 211.8):
+
+    model     variant                    it/s  x vs first  GFLOP/s  of peak
+    lite      XLA off explicit          0.360        1.00     66.6    31.4 %
+    lite      XLA off explicit bfloat16 0.543        1.51    100.5    25.2 %
+    standard  XLA off explicit          0.192        1.00     88.8    41.9 %
+    standard  XLA off explicit bfloat16 0.311        1.61    143.4    36.0 %
 
 Two earlier runs on a busy machine (this command, then the same with `--xla off on`
 only; matmul runs 17-104 and 35-73 GFLOP/s) gave XLA on/off 0.67 and 0.73 (lite),
@@ -88,7 +101,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from faceswap_gan.config import IMAGE_SIZES, PRESETS  # noqa: E402
+from faceswap_gan.config import (  # noqa: E402
+    DTYPE_POLICIES,
+    IMAGE_SIZES,
+    MIXED_PRECISIONS,
+    PRESETS,
+)
 from faceswap_gan.layers import self_attention  # noqa: E402
 from faceswap_gan.models.gan import (  # noqa: E402
     MIXUP_DRAWS,
@@ -98,21 +116,29 @@ from faceswap_gan.models.gan import (  # noqa: E402
 )
 
 MATMUL_SIZE = 2048
+# The matmul of each TrainConfig.mixed_precision: its peak is that precision's.
+MATMUL_DTYPES = {"off": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
 ATTENTION_OPS = ("BatchMatMulV2", "BatchMatMulV3", "BatchMatMul", "Softmax")
 
 
-def build(capacity: str, size: int, fused: bool = False) -> FaceSwapGAN:
+def build(
+    capacity: str, size: int, fused: bool = False, precision: str = "off"
+) -> FaceSwapGAN:
     """The compiled FaceSwapGAN of preset `capacity` at `size` px (use_PL off), its
-    self-attention explicit or fused (`SelfAttention2D(fused=...)`)."""
+    self-attention explicit or fused (`SelfAttention2D(fused=...)`), computing in
+    `precision` (a `TrainConfig.mixed_precision` value; weights stay float32)."""
     arch = dataclasses.replace(PRESETS[capacity], image_shape=(size, size, 3))
     default = self_attention.FUSED_DEFAULT
+    policy = keras.config.dtype_policy()
     self_attention.FUSED_DEFAULT = fused  # blocks.py builds them with fused=None
+    keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
     try:
         keras.utils.set_random_seed(0)
         model = FaceSwapGAN(arch)
-        model.compile()
+        model.compile(mixed_precision=precision)
     finally:
         self_attention.FUSED_DEFAULT = default
+        keras.config.set_dtype_policy(policy)
     return model
 
 
@@ -188,13 +214,14 @@ def iterations_per_second(step, batches, steps: int, repeats: int) -> list[float
     return [timed_run(step, batches, steps) for _ in range(repeats)]
 
 
-def matmul_flops_per_second(repeats: int = 5, calls: int = 2) -> list[float]:
+def matmul_flops_per_second(
+    repeats: int = 5, calls: int = 2, dtype=tf.float32
+) -> list[float]:
     """FLOP/s of `repeats` timed runs of `calls` `tf.linalg.matmul` of two 2048x2048
-    float32 matrices (2 * 2048**3 FLOPs each; one warm-up call excluded)."""
+    matrices of `dtype` (2 * 2048**3 FLOPs each; one warm-up call excluded)."""
     rng = np.random.default_rng(0)
     a, b = (
-        tf.constant(rng.standard_normal((MATMUL_SIZE,) * 2), tf.float32)
-        for _ in range(2)
+        tf.constant(rng.standard_normal((MATMUL_SIZE,) * 2), dtype) for _ in range(2)
     )
     float(tf.linalg.matmul(a, b)[0, 0])
     rates = []
@@ -207,8 +234,9 @@ def matmul_flops_per_second(repeats: int = 5, calls: int = 2) -> list[float]:
     return rates
 
 
-def variant_name(xla: bool, fused: bool) -> str:
-    return f"XLA {'on ' if xla else 'off'} {'fused' if fused else 'explicit'}"
+def variant_name(xla: bool, fused: bool, precision: str = "off") -> str:
+    name = f"XLA {'on ' if xla else 'off'} {'fused' if fused else 'explicit'}"
+    return name + (f" {precision}" if precision != "off" else "")
 
 
 def measure(
@@ -217,17 +245,19 @@ def measure(
     batch_size: int,
     steps: int,
     repeats: int,
-    variants: list[tuple[bool, bool]],
+    variants: list[tuple[bool, bool, str]],
 ) -> list[dict]:
-    """Rows (one per (xla, fused) variant) of one configuration: parameters, FLOPs
-    per iteration and iterations/s, the variants' timed runs alternating."""
+    """Rows (one per (xla, fused, precision) variant) of one configuration:
+    parameters, FLOPs per iteration and iterations/s, the variants' timed runs
+    alternating."""
     batches = random_batches(size, batch_size, 2)
     rows, steps_fns = [], []
     flops = attention = None
-    for xla, fused in variants:
-        model = build(capacity, size, fused)
+    for xla, fused, precision in variants:
+        model = build(capacity, size, fused, precision)
         row = {"capacity": capacity, "size": size, **parameters(model)}
-        row["variant"] = variant_name(xla, fused)
+        row["variant"] = variant_name(xla, fused, precision)
+        row["precision"] = precision
         if flops is None:  # the explicit, non-XLA graph: the same math for all
             _, concrete = compiled_step(build(capacity, size), size, batch_size)
             flops, by_type = graph_flops(concrete.graph)
@@ -251,8 +281,9 @@ def measure(
     return rows
 
 
-def print_table(rows: list[dict], peak: float) -> None:
-    """Prints the parameter table then the speed table."""
+def print_table(rows: list[dict], peaks: dict[str, float]) -> None:
+    """Prints the parameter table then the speed table; each row's "of peak" is
+    against the matmul peak of its own precision (`peaks`: precision -> FLOP/s)."""
     print("\nParameters (millions)")
     print(f"{'model':<14}" + "".join(f"{n:>11}" for n in (*NETWORKS, "total")))
     for r in [r for r in rows if r is rows[0] or r["variant"] == rows[0]["variant"]]:
@@ -262,18 +293,24 @@ def print_table(rows: list[dict], peak: float) -> None:
         )
     print("\nSpeed (GFLOP = 1e9 float ops per training iteration, profiler count)")
     print(
-        f"{'model':<14}{'variant':<19}{'GFLOP/it':>9}{'attn':>6}{'warm-up':>9}"
+        f"{'model':<14}{'variant':<28}{'GFLOP/it':>9}{'attn':>6}{'warm-up':>9}"
         f"{'it/s':>8}{'spread':>7}{'x vs first':>11}{'GFLOP/s':>9}{'of peak':>9}"
     )
     for r in rows:
         print(
-            f"{r['capacity']:<8}{r['size']:>4}px  {r['variant']:<19}"
+            f"{r['capacity']:<8}{r['size']:>4}px  {r['variant']:<28}"
             f"{r['flops'] / 1e9:>9.1f}{100 * r['attention']:>5.0f}%"
             f"{r['warmup_s']:>8.0f}s{r['it_s']:>8.3f}{100 * r['spread']:>6.0f}%"
             f"{r['vs_first']:>11.2f}"
-            f"{r['flop_s'] / 1e9:>9.1f}{100 * r['flop_s'] / peak:>8.1f}%"
+            f"{r['flop_s'] / 1e9:>9.1f}"
+            f"{100 * r['flop_s'] / peaks[r['precision']]:>8.1f}%"
         )
-    print(f"\nmatmul peak (2048x2048 float32, best run): {peak / 1e9:.1f} GFLOP/s")
+    print()
+    for precision, peak in peaks.items():
+        print(
+            f"matmul peak (2048x2048 {MATMUL_DTYPES[precision].name}, best run): "
+            f"{peak / 1e9:.1f} GFLOP/s"
+        )
     firsts = [r for r in rows if r["variant"] == rows[0]["variant"]]
     if len(firsts) > 1:
         base, rows = firsts[0], firsts
@@ -351,6 +388,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="self-attention as explicit matmul/softmax/matmul or "
         "keras.ops.dot_product_attention (default explicit)",
     )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["off"],
+        choices=MIXED_PRECISIONS,
+        help="TrainConfig.mixed_precision of the step: off (float32), float16, "
+        "bfloat16; each is measured against a matmul peak of its own dtype "
+        "(default off)",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.repeats < 1:
         parser.error("--batch-size, --steps and --repeats must be >= 1")
@@ -365,14 +411,20 @@ def main(argv=None) -> None:
         f"iterations (warm-up excluded)"
     )
     variants = [
-        (xla == "on", attention == "fused")
+        (xla == "on", attention == "fused", precision)
         for xla in args.xla
         for attention in args.attention
+        for precision in args.precision
     ]
-    matmul, rows = [], []
+    matmul, rows = {precision: [] for precision in args.precision}, []
+
+    def measure_matmul():
+        for precision, rates in matmul.items():
+            rates += matmul_flops_per_second(dtype=MATMUL_DTYPES[precision])
+
     for capacity in args.capacities:
         for size in args.sizes:
-            matmul += matmul_flops_per_second()
+            measure_matmul()
             started = time.perf_counter()
             rows += measure(
                 capacity, size, args.batch_size, args.steps, args.repeats, variants
@@ -383,13 +435,15 @@ def main(argv=None) -> None:
                 flush=True,
             )
             keras.backend.clear_session(free_memory=True)
-    matmul += matmul_flops_per_second()
-    print_table(rows, max(matmul))
-    print(
-        f"matmul runs: min {min(matmul) / 1e9:.1f}, median "
-        f"{statistics.median(matmul) / 1e9:.1f}, max {max(matmul) / 1e9:.1f} GFLOP/s "
-        f"({len(matmul)} runs; a wide range means a busy machine)"
-    )
+    measure_matmul()
+    print_table(rows, {precision: max(rates) for precision, rates in matmul.items()})
+    for precision, rates in matmul.items():
+        print(
+            f"{MATMUL_DTYPES[precision].name} matmul runs: min {min(rates) / 1e9:.1f}, "
+            f"median {statistics.median(rates) / 1e9:.1f}, max "
+            f"{max(rates) / 1e9:.1f} GFLOP/s ({len(rates)} runs; a wide range means "
+            f"a busy machine)"
+        )
 
 
 if __name__ == "__main__":
