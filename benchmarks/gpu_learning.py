@@ -41,9 +41,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import learning_config, table  # noqa: E402  (benchmarks/learning.py)
-
-from faceswap_gan.config import MIXED_PRECISIONS  # noqa: E402
+from learning import (  # noqa: E402  (benchmarks/learning.py)
+    add_mixed_precision_flag,
+    learning_config,
+    table,
+)
 
 HEADLINE = (  # eval keys whose change from step 0 the report states
     "psnr_A",
@@ -146,15 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=500, help="eval period K")
     parser.add_argument("--batch-size", type=int, default=8, help="per side")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--mixed-precision",
-        nargs="?",
-        const="float16",
-        default="off",
-        choices=MIXED_PRECISIONS,
-        help="TrainConfig.mixed_precision: float16 when given alone, bfloat16, or "
-        "off (default)",
-    )
+    add_mixed_precision_flag(parser)
     parser.add_argument(
         "--work-dir",
         type=Path,

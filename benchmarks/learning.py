@@ -99,15 +99,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="lite", help="tiny, lite or standard")
-    parser.add_argument("--iterations", type=int, default=400)
-    parser.add_argument("--every", type=int, default=50, help="eval period K")
-    parser.add_argument("--batch-size", type=int, help="default: the preset's")
-    parser.add_argument("--schedule", help="default: the preset's")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--minutes", type=float, help="wall-time budget for training")
+def add_mixed_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """Adds `--mixed-precision [float16|bfloat16|off]` (`TrainConfig.mixed_precision`;
+    float16 when given alone, off by default) to `parser`."""
     parser.add_argument(
         "--mixed-precision",
         nargs="?",
@@ -117,6 +111,18 @@ def main(argv=None) -> int:
         help="TrainConfig.mixed_precision: float16 when given alone, bfloat16, or "
         "off (default)",
     )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="lite", help="tiny, lite or standard")
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--every", type=int, default=50, help="eval period K")
+    parser.add_argument("--batch-size", type=int, help="default: the preset's")
+    parser.add_argument("--schedule", help="default: the preset's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, help="wall-time budget for training")
+    add_mixed_precision_flag(parser)
     parser.add_argument(
         "--no-self-attn", action="store_true", help="the preset without SAGAN blocks"
     )
