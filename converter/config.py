@@ -137,6 +137,13 @@ def _check_range(name: str, value: Any, low: float, high: float, closed: str) ->
         )
 
 
+def _check_int_range(name: str, value: Any, low: int, high: int) -> None:
+    """Raises FaceswapError unless `value` is an int (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FaceswapError(f"{name} must be an int in [{low}, {high}]; got {value!r}.")
+    _check_range(name, value, low, high, "[]")
+
+
 @dataclass(frozen=True)
 class ConverterConfig:
     """Options of a video conversion (validated on construction).
@@ -216,13 +223,7 @@ class ConverterConfig:
         _check_range("enhance", self.enhance, 0, 1, "[]")
         check_alignment(self.alignment)
         _check_range("keyframe_seconds", self.keyframe_seconds, 0, float("inf"), "[)")
-        if isinstance(self.batch_frames, bool) or not isinstance(
-            self.batch_frames, int
-        ):
-            raise FaceswapError(
-                f"batch_frames must be an int in [1, 64]; got {self.batch_frames!r}."
-            )
-        _check_range("batch_frames", self.batch_frames, 1, 64, "[]")
+        _check_int_range("batch_frames", self.batch_frames, 1, 64)
         _check_range("min_face_area", self.min_face_area, 0, float("inf"), "[)")
         _check_range("similarity_threshold", self.similarity_threshold, -1, 1, "[]")
         from faceswap_gan.video import CODECS, PRESETS
@@ -231,9 +232,7 @@ class ConverterConfig:
             raise FaceswapError(
                 f"codec must be one of {', '.join(CODECS)}; got {self.codec!r}."
             )
-        if isinstance(self.crf, bool) or not isinstance(self.crf, int):
-            raise FaceswapError(f"crf must be an int in [0, 51]; got {self.crf!r}.")
-        _check_range("crf", self.crf, 0, 51, "[]")
+        _check_int_range("crf", self.crf, 0, 51)
         if self.preset not in PRESETS:
             raise FaceswapError(
                 f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}."

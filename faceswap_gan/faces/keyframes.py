@@ -298,6 +298,7 @@ class KeyframeDetector:
         rows, proposals = rows[good], proposals[good]
         tracked = (np.arange(len(good)) < len(known))[good]
         kept = self._dedup(rows, tracked)
+        fresh = np.flatnonzero(~tracked)  # This keyframe's own RNet proposals.
         for index in kept:
             row = rows[index]
             track = self._match(previous, row)
@@ -307,7 +308,6 @@ class KeyframeDetector:
                 track.refined(row)
                 # The fresh RNet proposal of this face (the one the dedup dropped
                 # for the track's own), if any, joins the anchor's mean.
-                fresh = np.flatnonzero(~tracked)
                 if len(fresh):
                     iou = box_iou(row[None, 1:5], rows[fresh, 1:5])[0]
                     best = int(np.argmax(iou))
