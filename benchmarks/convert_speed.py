@@ -12,9 +12,10 @@ long/short ratio of the growth should be near 1 (not 4).
 against today's (MTCNN on every frame at full size), side by side in one process, on
 the bundled clip (480x480) and on a 1280x720 clip made under /tmp from the other
 bundled clip (upscaled to 720 px high, padded to 1280 wide, looped). Each step is a
-row: full MTCNN every frame; keyframe detection on every frame (downscaled to the
-faces found so far, ONet at full size); keyframes every `--keyframe-seconds` with
-ONet-tracked faces in between; the same with decoding, converting and encoding in
+row: full MTCNN every frame; a keyframe pass on every frame (MTCNN on the pyramid
+levels for faces down to half the smallest face found so far); keyframes every
+`--keyframe-seconds` with only the levels near the found faces' sizes in between;
+the same with decoding, converting and encoding in
 three threads (`keyframes.ThreadedMap`, as `VideoConverter.convert` runs); and that
 with the generator run on the faces of `--batch-frames` frames at once
 (`ConverterConfig.batch_frames`, as `VideoConverter.convert` does). Per row:
@@ -408,7 +409,7 @@ def compare(args: argparse.Namespace) -> None:
                 1,
             ),
             (
-                f"keyframes every {keyframes} s + ONet",
+                f"keyframes every {keyframes} s + sized levels",
                 KeyframeDetector(full, keyframe_seconds=keyframes),
                 False,
                 1,

@@ -1,43 +1,41 @@
-"""Fast video face detection: MTCNN on keyframes, ONet-tracked faces in between.
+"""Fast video face detection: MTCNN restricted to the sizes of the faces it follows.
 
 `KeyframeDetector` is a drop-in `detect(frame) -> list[Face]` for
 `converter.pipeline.VideoConverter(detector=...)`, called once per frame in order.
 Full MTCNN (the three-network cascade of Zhang et al., 2016,
 https://arxiv.org/abs/1604.02878) is by far the most expensive step of a conversion
-(76 % of the time on the project's CPU), and almost all of it is the PNet image
-pyramid over the whole frame. Between two frames a face moves a few pixels, so the
-cascade's last stage alone is enough to follow it:
+(76 % of the time on the project's CPU), and almost all of it is PNet over the
+image pyramid: the frame resized by 0.6, 0.6 * 0.709, 0.6 * 0.709 ** 2, ..., each
+level scanned by PNet's 12 px window, so level `s` looks for faces of about
+`12 / s` px (20, 28, 40, ... px). The first, largest levels look for the smallest
+faces and cost the most. A face found in the last frame has about the same size
+in this one, so only the levels near its size need to run:
 
+- every frame that is not a keyframe: MTCNN with only the pyramid levels whose
+  window is between `SIZE_RANGE[0]` and `SIZE_RANGE[1]` times the side of a face
+  found in the previous frame;
 - keyframes (the first frame, then every `keyframe_seconds` of video, and at once
-  whenever a track is lost): MTCNN's PNet and RNet on a copy of the frame
-  downscaled so that the smallest face still worth finding is MTCNN's minimum face
-  size (20 px) there, then ONet at full size on their proposals. "Worth finding" is
-  `new_face_fraction` of the smallest face tracked so far, and never below the
+  whenever a face is lost): the levels for every face worth finding, down to
+  `new_face_fraction` of the smallest face found so far, and never below the
   detector's `min_face_area` (smaller faces are dropped anyway); with no face
-  tracked, only `min_face_area` bounds it. MTCNN's cost scales with the pixels it
-  scans, so a 200 px face in a 480x480 frame is found in a 96x96 copy at a
-  twenty-fifth of the cost. A face already tracked keeps its own proposal (below)
-  at a keyframe; the keyframe's proposals add the faces not yet tracked, and
-  a tracked face's fresh proposal refines where its proposals are put (below).
-- every other frame: each face's ONet box is predicted from its previous ones by a
-  constant-velocity Kalman filter (`tracking.KalmanBoxSmoother`); the proposal is
-  put where RNet's are on average, relative to that box, over the keyframes that
-  found the face (ONet's points depend on the framing of its input), made square
-  as MTCNN squares RNet's proposals, cut from the full-resolution frame with
-  MTCNN's own `tf.image.crop_and_resize` at 48x48, and refined by ONet, averaged
-  over seven slightly shifted and scaled copies of the proposal
-  (`PROPOSAL_JITTER`). ONet returns what a full detection returns: the refined
-  box, MTCNN's five landmarks (the points the aligner uses) and the face score.
-- confidence: a track is lost when ONet's face score falls below the detector's
-  `detection_threshold` (the threshold a full detection applies to the same
-  score), or when the refined box has drifted off its proposal (IoU below
-  `min_proposal_iou`: ONet was asked about the wrong region). A lost track
-  triggers a full detection on that same frame, so a cut to another shot or a
-  face leaving the frame is handled at once, not at the next keyframe. Two tracks
-  that converge on one face (IoU > 0.5) are merged, keeping the higher score.
+  found yet, only `min_face_area` bounds it (then this is the full pyramid).
 
-New faces entering the picture are found at the next keyframe, at most
-`keyframe_seconds` late (0.25 s by default: 8 frames at 30 fps).
+Each pass is MTCNN's own algorithm on the full-resolution frame: the same pyramid
+scales, PNet on the levels kept, the same thresholds and non-maximum suppressions,
+RNet and ONet on the proposals (`mtcnn` package's stages, its networks compiled
+with `tf.function`). So a face found from the kept levels gets exactly the box,
+landmarks and score of a full detection, up to float rounding. `SIZE_RANGE` is
+wide: the final box of a face can come from a level whose window is about half
+the face's side (on 2 of the shared clips, [0.5, 2] missed that level on 5 and 6
+of 39 frames; [0.4, 2.5] and [0.35, 3] matched full detection on all 39 frames of
+each of the 6 clips, `benchmarks/convert_speed.py` measures a whole clip).
+
+A face is lost when no face found on a non-keyframe overlaps its box in the
+previous frame by at least `min_track_iou`; a keyframe pass then runs on that same
+frame, so a cut to another shot or a face leaving the frame is handled at once,
+not at the next keyframe. New faces entering the picture are found at the next
+keyframe, at most `keyframe_seconds` late (0.25 s by default: 8 frames at 30 fps),
+or at once if their size is near a face already followed.
 
 `ThreadedMap` runs a per-item function in a worker thread with bounded queues, so
 decoding, computing and encoding can overlap (see `benchmarks/convert_speed.py`).
@@ -50,98 +48,38 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.faces.detection import MIN_FACE_SIZE, Face, FaceDetector
-from faceswap_gan.faces.tracking import KalmanBoxSmoother, box_iou
+from faceswap_gan.faces.tracking import box_iou
 from faceswap_gan.images import check_frame
 
-ONET_SIZE = 48  # ONet's input side, pixels.
-# Process noise of the box predictor. The converter's smoother uses 1e-3 to hold a
-# box steady; a predictor must follow head motion within a frame or two, so its
-# filter trusts the newest box much more.
-PREDICTOR_NOISE = 1.0
-# ONet is run on each proposal and on six perturbed copies, and its outputs are
-# averaged: (dx, dy) shifts in units of the proposal's side and a log-scale change.
-# A full detection's landmarks are ONet's answer to one RNet proposal, which itself
-# wanders by a few percent of the face from frame to frame; averaging over
-# perturbations of that size estimates ONet's expected answer instead of one draw
-# (on the bundled clip it cut the landmark error against full detection from 2.5 %
-# to 1.9 % of the eye distance, at 2 ms more per face on the 2-core CPU).
-PROPOSAL_JITTER = (
-    (0.0, 0.0, 0.0),
-    (0.03, 0.0, 0.0),
-    (-0.03, 0.0, 0.0),
-    (0.0, 0.03, 0.0),
-    (0.0, -0.03, 0.0),
-    (0.0, 0.0, 0.05),
-    (0.0, 0.0, -0.05),
-)
+PNET_WINDOW = 12  # PNet's input window, pixels of a pyramid level.
+PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels.
+RNET_SIZE, ONET_SIZE = 24, 48  # RNet's and ONet's input sides, pixels.
+# MTCNN's thresholds as `FaceDetector` runs it (ONet's is `detection_threshold`).
+PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7
+# Pyramid levels run between keyframes: windows from SIZE_RANGE[0] to SIZE_RANGE[1]
+# times a followed face's side (see the module docstring for why this wide).
+SIZE_RANGE = (0.35, 3.0)
 
 
-class _Track:
-    """One followed face: its last ONet row, its proposal and a box predictor.
+def pyramid_scales(height: int, width: int) -> np.ndarray:
+    """`(L,)` float64 scales of full MTCNN's image pyramid for a frame, largest first.
 
-    The proposal is kept where an RNet proposal would be: the offset of an RNet
-    proposal from ONet's refined box (in units of that box's height) is the
-    anchor, and proposals are put at the anchor from the predicted box. ONet's
-    landmarks depend on the framing of its input, and ONet's own box is not square
-    like RNet's proposals, so proposing ONet's box again would shift them (by about
-    3 % of the eye distance on the bundled clip). The anchor is the mean of the
-    offsets seen at every keyframe that re-found the face (`observe`): one RNet
-    proposal is one draw, off by a few percent of the face, and a fixed draw
-    framed the face a little too wide or narrow for the whole video (the points'
-    spread drifted 2 % from full detection's on the bundled clip); the mean
-    estimates RNet's expected framing and steadies as keyframes add up.
+    The `mtcnn` package's `build_scale_pyramid` with `FaceDetector`'s settings
+    (minimum face 20 px, factor 0.709); level `s` finds faces of about `12 / s` px.
     """
+    from mtcnn.utils.images import build_scale_pyramid
 
-    def __init__(self, row: np.ndarray, proposal: np.ndarray):
-        self.predictor = KalmanBoxSmoother(PREDICTOR_NOISE)
-        self.anchor, self.anchors = _anchor(row, proposal), 1
-        self.refined(row)
-
-    def refined(self, row: np.ndarray) -> None:
-        self.row = row
-        self.next_box = self.predictor.update(row[1:5])
-
-    def observe(self, row: np.ndarray, proposal: np.ndarray) -> None:
-        """Adds a keyframe's RNet `proposal` of this face, refined by ONet into
-        `row`, to the anchor's mean."""
-        self.anchors += 1
-        self.anchor += (_anchor(row, proposal) - self.anchor) / self.anchors
-
-    def proposal(self) -> np.ndarray:
-        """`(4,)` float64 square ONet proposal for the next frame."""
-        box = self.next_box
-        return square_proposals(box + self.anchor * _height(box))[0]
-
-
-def _anchor(row: np.ndarray, proposal: np.ndarray) -> np.ndarray:
-    """`(4,)` offset of a square `proposal` from ONet's box `row[1:5]` refined from
-    it, in units of that box's height."""
-    box = row[1:5].astype(np.float64)
-    return (square_proposals(proposal)[0] - box) / _height(box)
-
-
-def _height(box: np.ndarray) -> float:
-    return float(max(box[3] - box[1], 1.0))
-
-
-def square_proposals(boxes: np.ndarray) -> np.ndarray:
-    """`(N, 4)` `[x0, y0, x1, y1]` -> squares of side max(w, h) around the centres.
-
-    MTCNN's `resize_to_square`, which shapes RNet's output into ONet's proposals.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], 1)
+    return build_scale_pyramid(
+        width, height, min_face_size=MIN_FACE_SIZE, scale_factor=PYRAMID_FACTOR
+    )
 
 
 class KeyframeDetector:
-    """MTCNN on keyframes, ONet refinement of predicted boxes on every frame.
+    """MTCNN on the pyramid levels near the sizes of the faces already found.
 
     A drop-in for `FaceDetector` in a video: `detect(frame)` must be called once per
     frame, in order; call `start_video(fps)` (or `reset()`) before a new video or a
@@ -149,29 +87,32 @@ class KeyframeDetector:
 
     Args:
         detector: FaceDetector | None. The MTCNN whose networks, thresholds and
-            `min_face_area` are used (its `auto_downscale` is not: keyframes are
-            downscaled as described above); None builds `FaceDetector()`.
+            `min_face_area` are used (its `auto_downscale` is not: frames are
+            searched at full resolution); None builds `FaceDetector()`.
         fps: float > 0. Frame rate of the video, frames per second; sets the
             keyframe interval in frames. Defaults to 30.
         keyframe_seconds: float >= 0. Seconds of video between keyframes, i.e. how
-            late a face entering the picture may be found; 0 makes every frame a
-            keyframe (no tracking, only the downscaled detection). Defaults to 0.25.
+            late a face of a new size entering the picture may be found; 0 makes
+            every frame a keyframe. Defaults to 0.25.
         new_face_fraction: float in (0, 1]. A keyframe still finds new faces down to
-            this fraction of the smallest tracked face's side. Defaults to 0.5.
-        min_proposal_iou: float in [0, 1). A refined box overlapping its proposal
-            less than this loses the track. Defaults to 0.5.
+            this fraction of the smallest face's side. Defaults to 0.5.
+        min_track_iou: float in [0, 1). A face of the previous frame that no face
+            of a non-keyframe overlaps this much (intersection over union of their
+            boxes) is lost, and a keyframe pass runs on that frame. Defaults to 0.3.
 
     Attributes:
         counts: dict with "frames", "keyframes" (keyframe passes, forced ones
-            included), "redetections" (keyframes forced by a lost track) and
-            "refined" (faces refined by ONet, each over `PROPOSAL_JITTER`).
+            included), "redetections" (keyframes forced by a lost face) and
+            "levels" and "pixels" (pyramid levels run and the pixels PNet scanned
+            in them, over all passes).
 
     Raises:
         FaceswapError: an argument outside its range.
 
     Reference:
-        - Zhang et al., 2016, https://arxiv.org/abs/1604.02878 (MTCNN; ONet).
-        - `mtcnn` package (I. de Paz Centeno), `StageONet`, `extract_patches`.
+        - Zhang et al., 2016, https://arxiv.org/abs/1604.02878 (MTCNN).
+        - `mtcnn` package (I. de Paz Centeno): `StagePNet`, `StageRNet`,
+          `StageONet`, `extract_patches`, whose steps `_search` repeats.
     """
 
     def __init__(
@@ -180,7 +121,7 @@ class KeyframeDetector:
         fps: float = 30.0,
         keyframe_seconds: float = 0.25,
         new_face_fraction: float = 0.5,
-        min_proposal_iou: float = 0.5,
+        min_track_iou: float = 0.3,
     ):
         if not keyframe_seconds >= 0:
             raise FaceswapError(
@@ -190,18 +131,26 @@ class KeyframeDetector:
             raise FaceswapError(
                 f"new_face_fraction must be in (0, 1]; got {new_face_fraction!r}."
             )
-        if not 0 <= min_proposal_iou < 1:
+        if not 0 <= min_track_iou < 1:
             raise FaceswapError(
-                f"min_proposal_iou must be in [0, 1); got {min_proposal_iou!r}."
+                f"min_track_iou must be in [0, 1); got {min_track_iou!r}."
             )
         self.detector = detector if detector is not None else FaceDetector()
         self.keyframe_seconds = float(keyframe_seconds)
         self.new_face_fraction = float(new_face_fraction)
-        self.min_proposal_iou = float(min_proposal_iou)
+        self.min_track_iou = float(min_track_iou)
         import tensorflow as tf
 
-        onet = self.detector._mtcnn.get_stage(stage_id=3).model
-        # Compiled once: an eager Keras call costs ~40 ms, the graph ~2 ms.
+        pnet, rnet, onet = (stage.model for stage in self.detector._mtcnn.stages)
+        # Compiled once: an eager Keras call costs ~10-40 ms, the graph ~1-2 ms.
+        # One PNet graph per set of level sizes (few in a video: faces change
+        # size slowly).
+        self._pnet_levels = tf.function(_pnet_levels(pnet), reduce_retracing=True)
+        self._rnet_call = tf.function(
+            rnet.call,
+            input_signature=[tf.TensorSpec((None, RNET_SIZE, RNET_SIZE, 3))],
+            reduce_retracing=True,
+        )
         self._onet_call = tf.function(
             onet.call,
             input_signature=[tf.TensorSpec((None, ONET_SIZE, ONET_SIZE, 3))],
@@ -222,9 +171,10 @@ class KeyframeDetector:
 
     def reset(self) -> None:
         """Forgets all faces: the next `detect` is a keyframe."""
-        self._tracks: list[_Track] = []
+        self._faces: list[Face] = []
         self._since_keyframe = 0
-        self.counts = {"frames": 0, "keyframes": 0, "redetections": 0, "refined": 0}
+        self.counts = {"frames": 0, "keyframes": 0, "redetections": 0}
+        self.counts.update(levels=0, pixels=0)
 
     @property
     def interval(self) -> int:
@@ -248,175 +198,106 @@ class KeyframeDetector:
         """
         frame = check_frame(frame)
         self.counts["frames"] += 1
-        keyframe = not self._tracks or self._since_keyframe >= self.interval
-        if self._tracks and not keyframe:
-            lost = self._follow(frame)
-            if lost:
+        keyframe = not self._faces or self._since_keyframe >= self.interval
+        faces: list[Face] = []
+        if not keyframe:
+            sides = [_side(face) for face in self._faces]
+            low, high = SIZE_RANGE[0] * min(sides), SIZE_RANGE[1] * max(sides)
+            faces = self._search(frame, low, high)
+            if self._lost(faces):
                 self.counts["redetections"] += 1
                 keyframe = True
         if keyframe:
-            self._keyframe(frame)
+            self.counts["keyframes"] += 1
+            smallest = math.sqrt(max(self.detector.min_face_area, 1.0))
+            if self._faces:
+                sides = [_side(face) for face in self._faces]
+                smallest = max(smallest, self.new_face_fraction * min(sides))
+            faces = self._search(frame, SIZE_RANGE[0] * smallest, math.inf)
         self._since_keyframe = 0 if keyframe else self._since_keyframe + 1
-        rows = np.stack([t.row for t in self._tracks]) if self._tracks else None
-        if rows is None:
+        self._faces = faces
+        return faces
+
+    def _lost(self, faces: list[Face]) -> bool:
+        """True if a face of the previous frame has no match among `faces`."""
+        if not faces:
+            return True
+        iou = box_iou(
+            np.stack([f.box for f in self._faces]), np.stack([f.box for f in faces])
+        )  # (previous, now)
+        return bool(np.any(iou.max(axis=1) < self.min_track_iou))
+
+    def _search(self, frame: np.ndarray, low: float, high: float) -> list[Face]:
+        """MTCNN on the pyramid levels whose window is `low` to `high` frame px.
+
+        The steps of the `mtcnn` package's `StagePNet`, `StageRNet` and
+        `StageONet` with `FaceDetector`'s thresholds, on one frame.
+        """
+        import tensorflow as tf
+        from mtcnn.utils.bboxes import (
+            adjust_bboxes,
+            generate_bounding_box,
+            pick_matches,
+            replace_confidence,
+            resize_to_square,
+            smart_nms_from_bboxes,
+            upscale_bboxes,
+        )
+
+        height, width = frame.shape[:2]
+        scales = pyramid_scales(height, width)
+        window = PNET_WINDOW / scales
+        scales = scales[(window >= low) & (window <= high)]
+        if not len(scales):
             return []
+        # MTCNN's level sizes: (H, W) * scale, truncated as TensorFlow casts them.
+        shapes = tuple((int(height * s), int(width * s)) for s in scales)
+        self.counts["levels"] += len(shapes)
+        self.counts["pixels"] += sum(h * w for h, w in shapes)
+        with tf.device(self.detector._mtcnn.device):
+            levels = self._pnet_levels(tf.constant(frame), shapes)
+        boxes = []
+        for scale, (offsets, scores) in zip(scales, levels):
+            found = generate_bounding_box(offsets, scores, PNET_THRESHOLD)
+            found = upscale_bboxes(found, np.asarray([scale]))
+            boxes.append(
+                smart_nms_from_bboxes(
+                    found, threshold=0.5, method="union", initial_sort=False
+                )
+            )
+        boxes = np.concatenate(boxes, axis=0)
+        boxes = smart_nms_from_bboxes(
+            boxes, threshold=0.7, method="union", initial_sort=True
+        )
+        boxes = resize_to_square(boxes)
+        if len(boxes):  # RNet
+            offsets, scores = self._rnet_call(
+                _patches(frame, boxes[:, 1:5].astype(np.float64), RNET_SIZE)
+            )
+            boxes = adjust_bboxes(replace_confidence(boxes, scores), offsets)
+            boxes = pick_matches(boxes, score_threshold=RNET_THRESHOLD)
+            boxes = smart_nms_from_bboxes(
+                boxes, threshold=0.7, method="union", initial_sort=True
+            )
+            boxes = resize_to_square(boxes)
+        if not len(boxes):
+            return []
+        rows = self._onet_pass(frame, boxes[:, 1:5].astype(np.float64))  # ONet
+        rows = pick_matches(rows, score_threshold=self.detector.detection_threshold)
+        rows = smart_nms_from_bboxes(
+            rows, threshold=0.7, method="min", initial_sort=True
+        )
+        rows = np.asarray(rows, np.float32).reshape(-1, 16)
         return self.detector._to_faces(rows, frame.shape, frame.shape)
 
-    # -- keyframes -------------------------------------------------------------
-    def _keyframe_scale(self, frame: np.ndarray) -> float:
-        """Downscaling factor in (0, 1] for this keyframe's full MTCNN pass."""
-        smallest = math.sqrt(max(self.detector.min_face_area, 1.0))
-        if self._tracks:
-            sides = [
-                min(t.row[3] - t.row[1], t.row[4] - t.row[2]) for t in self._tracks
-            ]
-            smallest = max(smallest, self.new_face_fraction * min(sides))
-        return min(1.0, MIN_FACE_SIZE / smallest)
-
-    def _keyframe(self, frame: np.ndarray) -> None:
-        """PNet + RNet on a downscaled copy; ONet on their proposals at full size."""
-        self.counts["keyframes"] += 1
-        height, width = frame.shape[:2]
-        scale = self._keyframe_scale(frame)
-        small = frame
-        if scale < 1.0:
-            size = (max(round(width * scale), 1), max(round(height * scale), 1))
-            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        proposals = self._proposals(small)  # (N, 4) in `small` pixels
-        proposals *= np.tile([width / small.shape[1], height / small.shape[0]], 2)
-        # The tracked faces' own proposals join the new ones and win over those that
-        # overlap them (_dedup), so a tracked face keeps its framing: its anchor and
-        # proposal, not a coarse one from the downscaled pass, which would make its
-        # points jump at every keyframe. New proposals add the faces not tracked.
-        previous, self._tracks = self._tracks, []
-        known = [t.proposal() for t in previous]
-        proposals = np.concatenate([np.reshape(known, (-1, 4)), proposals])
-        if not len(proposals):
-            return
-        rows = self._refine(frame, proposals)
-        good = rows[:, 5] >= self.detector.detection_threshold
-        rows, proposals = rows[good], proposals[good]
-        tracked = (np.arange(len(good)) < len(known))[good]
-        kept = self._dedup(rows, tracked)
-        fresh = np.flatnonzero(~tracked)  # This keyframe's own RNet proposals.
-        for index in kept:
-            row = rows[index]
-            track = self._match(previous, row)
-            if track is None:
-                track = _Track(row, proposals[index])
-            else:
-                track.refined(row)
-                # The fresh RNet proposal of this face (the one the dedup dropped
-                # for the track's own), if any, joins the anchor's mean.
-                if len(fresh):
-                    iou = box_iou(row[None, 1:5], rows[fresh, 1:5])[0]
-                    best = int(np.argmax(iou))
-                    if iou[best] > 0.5 and fresh[best] not in kept:
-                        track.observe(rows[fresh[best]], proposals[fresh[best]])
-            self._tracks.append(track)
-
-    def _proposals(self, image: np.ndarray) -> np.ndarray:
-        """MTCNN's PNet + RNet stages on one image: `(N, 4)` square proposals."""
-        import tensorflow as tf
-        from mtcnn.utils.images import load_images_batch, standarize_batch
-
-        mtcnn = self.detector._mtcnn
-        with tf.device(mtcnn.device):
-            try:
-                images, shapes, _ = standarize_batch(load_images_batch([image]))
-                rows = None
-                for stage in mtcnn.stages[:2]:
-                    rows = stage(
-                        bboxes_batch=rows,
-                        images_normalized=images,
-                        images_oshapes=shapes,
-                        min_face_size=MIN_FACE_SIZE,
-                        threshold_pnet=0.6,
-                        threshold_rnet=0.7,
-                    )
-            except tf.errors.InvalidArgumentError:  # No face (as MTCNN handles it).
-                return np.zeros((0, 4))
-        return np.asarray(rows, np.float64).reshape(len(rows), -1)[:, 1:5]
-
-    @staticmethod
-    def _match(previous: list[_Track], row: np.ndarray) -> _Track | None:
-        """The old track this keyframe face continues (IoU >= 0.3), kept once."""
-        if not previous:
-            return None
-        iou = box_iou(row[None, 1:5], np.stack([t.row[1:5] for t in previous]))[0]
-        best = int(np.argmax(iou))
-        return previous.pop(best) if iou[best] >= 0.3 else None
-
-    # -- tracking --------------------------------------------------------------
-    def _follow(self, frame: np.ndarray) -> bool:
-        """Refines every track on its predicted box; True if one was lost."""
-        proposals = np.stack([t.proposal() for t in self._tracks])
-        rows = self._refine(frame, proposals)
-        iou = np.diag(box_iou(rows[:, 1:5], proposals))
-        confident = rows[:, 5] >= self.detector.detection_threshold
-        if not np.all(confident & (iou >= self.min_proposal_iou)):
-            return True
-        for track, row in zip(self._tracks, rows):
-            track.refined(row)
-        self._tracks = [self._tracks[i] for i in self._dedup(rows)]
-        return False
-
-    @staticmethod
-    def _dedup(rows: np.ndarray, first: np.ndarray | None = None) -> list[int]:
-        """Indices of rows, `first` ones then by score, less any overlapping an
-        earlier one (IoU > 0.5)."""
-        iou = box_iou(rows[:, 1:5], rows[:, 1:5])
-        first = np.zeros(len(rows), bool) if first is None else first
-        kept: list[int] = []
-        for index in np.lexsort((-rows[:, 5], ~first)):
-            if all(iou[index, k] <= 0.5 for k in kept):
-                kept.append(int(index))
-        return kept
-
-    def _refine(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """ONet on the squared `(N, 4)` boxes, averaged over `PROPOSAL_JITTER`.
-
-        Returns `(N, 16)` float32 MTCNN rows `[0, x0, y0, x1, y1, score, x1..x5,
-        y1..y5]` in frame pixels, boxes clipped to the frame as MTCNN clips them.
-        """
-        boxes = square_proposals(boxes)  # (N, 4)
-        jitter = np.asarray(PROPOSAL_JITTER, np.float64)  # (J, 3): dx, dy, log scale
-        side = (boxes[:, 2] - boxes[:, 0])[:, None]  # (N, 1)
-        centre = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2  # (N, 1, 2)
-        centre = centre + jitter[None, :, :2] * side[..., None]  # (N, J, 2)
-        half = (side * np.exp(jitter[None, :, 2]) / 2)[..., None]  # (N, J, 1)
-        many = np.concatenate([centre - half, centre + half], -1).reshape(-1, 4)
-        rows = self._onet_pass(frame, many).reshape(len(boxes), len(jitter), 16)
-        rows = rows.mean(axis=1).astype(np.float32)
-        self.counts["refined"] += len(boxes)
-        return rows
-
     def _onet_pass(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
+        """ONet on `(N, 4)` float64 boxes: `(N, 16)` float32 MTCNN rows `[0, x0,
+        y0, x1, y1, score, x1..x5, y1..y5]` in frame pixels, boxes clipped to the
+        frame as MTCNN clips them (its `adjust_bboxes`, `adjust_landmarks`)."""
         height, width = frame.shape[:2]
-        # One region around all boxes (faces are few), so only it is converted.
-        x0 = int(max(0, math.floor(boxes[:, 0].min()) - 1))
-        y0 = int(max(0, math.floor(boxes[:, 1].min()) - 1))
-        x1 = int(min(width, math.ceil(boxes[:, 2].max()) + 2))
-        y1 = int(min(height, math.ceil(boxes[:, 3].max()) + 2))
-        if x1 - x0 < 2 or y1 - y0 < 2:  # The boxes left the frame.
-            rows = np.zeros((len(boxes), 16), np.float32)
-            rows[:, 1:5] = boxes
-            return rows
-        region = (frame[y0:y1, x0:x1].astype(np.float32) - 127.5) / 128.0
-        # MTCNN's extract_patches samples box coordinate v at v * (S - 1) / S of
-        # the whole image (S = W or H); the same sample points in region pixels:
-        sx = (boxes[:, [0, 2]] * (width - 1) / width - x0) / max(x1 - x0 - 1, 1)
-        sy = (boxes[:, [1, 3]] * (height - 1) / height - y0) / max(y1 - y0 - 1, 1)
-        coords = np.stack([sy[:, 0], sx[:, 0], sy[:, 1], sx[:, 1]], 1)
-        patches = tf.image.crop_and_resize(
-            region[None],
-            coords.astype(np.float32),
-            np.zeros(len(boxes), np.int32),
-            (ONET_SIZE, ONET_SIZE),
+        offsets, points, scores = (
+            np.asarray(t) for t in self._onet_call(_patches(frame, boxes, ONET_SIZE))
         )
-        offsets, points, scores = (np.asarray(t) for t in self._onet_call(patches))
         side = np.stack(
             [boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], 1
         )  # MTCNN's w, h (+1 as in its adjust_bboxes / adjust_landmarks).
@@ -428,6 +309,58 @@ class KeyframeDetector:
         rows[:, [1, 3]] = np.clip(rows[:, [1, 3]], 0, width - 1)
         rows[:, [2, 4]] = np.clip(rows[:, [2, 4]], 0, height - 1)
         return rows
+
+
+def _side(face: Face) -> float:
+    """Side of a face's square box, frame pixels."""
+    return float(face.box[2] - face.box[0])
+
+
+def _pnet_levels(pnet) -> Callable:
+    """`levels(frame, shapes)`: PNet's `(offsets, scores)` on each pyramid level.
+
+    The frame (`(H, W, 3)` uint8) is normalised as MTCNN does ((x - 127.5) / 128)
+    and resized to each `(h, w)` of `shapes` with area averaging, as the `mtcnn`
+    package's `scale_images` does.
+    """
+    import tensorflow as tf
+
+    def levels(frame, shapes):
+        image = (tf.cast(frame[None], tf.float32) - 127.5) / 128.0
+        return [
+            pnet.call(tf.image.resize(image, shape, method="area")) for shape in shapes
+        ]
+
+    return levels
+
+
+def _patches(frame: np.ndarray, boxes: np.ndarray, size: int):
+    """`(N, size, size, 3)` float32 patches of `(N, 4)` boxes, as MTCNN cuts them.
+
+    The `mtcnn` package's `extract_patches` on the normalised frame, computed on
+    one region around all boxes (faces are few), so only it is normalised.
+    """
+    import tensorflow as tf
+
+    height, width = frame.shape[:2]
+    x0 = int(max(0, math.floor(boxes[:, 0].min()) - 1))
+    y0 = int(max(0, math.floor(boxes[:, 1].min()) - 1))
+    x1 = int(min(width, math.ceil(boxes[:, 2].max()) + 2))
+    y1 = int(min(height, math.ceil(boxes[:, 3].max()) + 2))
+    x0, y0 = min(x0, width - 2), min(y0, height - 2)
+    x1, y1 = max(x1, x0 + 2), max(y1, y0 + 2)
+    region = (frame[y0:y1, x0:x1].astype(np.float32) - 127.5) / 128.0
+    # extract_patches samples box coordinate v at v * (S - 1) / S of the whole
+    # image (S = W or H); the same sample points in region pixels:
+    sx = (boxes[:, [0, 2]] * (width - 1) / width - x0) / (x1 - x0 - 1)
+    sy = (boxes[:, [1, 3]] * (height - 1) / height - y0) / (y1 - y0 - 1)
+    coords = np.stack([sy[:, 0], sx[:, 0], sy[:, 1], sx[:, 1]], 1)
+    return tf.image.crop_and_resize(
+        region[None],
+        coords.astype(np.float32),
+        np.zeros(len(boxes), np.int32),
+        (size, size),
+    )
 
 
 _DONE = object()

@@ -1,4 +1,5 @@
-"""Keyframe detection with ONet-tracked faces, against full MTCNN on the real clips."""
+"""Keyframe detection (MTCNN on the pyramid levels near the faces' sizes), against
+full MTCNN on the real clips."""
 
 import threading
 
@@ -7,12 +8,12 @@ import pytest
 
 from faceswap_gan.errors import FaceswapError
 from faceswap_gan.evaluation import geometry
-from faceswap_gan.faces.keyframes import KeyframeDetector, ThreadedMap
+from faceswap_gan.faces.keyframes import KeyframeDetector, ThreadedMap, pyramid_scales
 from faceswap_gan.faces.tracking import box_iou
 
 
 @pytest.mark.slow
-def test_landmarks_stay_within_two_percent_of_full_detection(
+def test_faces_equal_full_detection_from_a_few_pyramid_levels(
     detector, clip_a, first_frames
 ):
     from faceswap_gan.faces.landmarks import LandmarkDetector
@@ -22,8 +23,14 @@ def test_landmarks_stay_within_two_percent_of_full_detection(
     fast_detector = KeyframeDetector(detector, fps=30, keyframe_seconds=0.25)
     fast = [fast_detector.detect(frame) for frame in frames]
     assert all(len(f) == 1 for f in full) and all(len(f) == 1 for f in fast)
-    # Most frames were tracked, not detected: the property is about the tracking.
+    # Most frames were not keyframes, and PNet scanned a few small levels of the
+    # pyramid, not the large ones that look for small faces.
     assert fast_detector.counts["keyframes"] <= 5
+    height, width = frames[0].shape[:2]
+    pyramid = sum(
+        int(height * s) * int(width * s) for s in pyramid_scales(height, width)
+    )
+    assert fast_detector.counts["pixels"] <= 0.1 * pyramid * len(frames)
     # Inter-ocular distance as the project defines it (outer eye corners of the
     # 68-point net, geometry.inter_ocular_distance), on the full detection's box.
     landmarker = LandmarkDetector("face_api")
@@ -32,23 +39,27 @@ def test_landmarks_stay_within_two_percent_of_full_detection(
         outer = landmarker.detect(frame, a[0].box[None])[0]
         distance = np.linalg.norm(a[0].landmarks5 - b[0].landmarks5, axis=1).mean()
         errors.append(distance / geometry.inter_ocular_distance(outer))
+    # The same MTCNN on the levels that find the face: the same points (float
+    # rounding aside) on almost every frame, and never far off.
+    assert np.mean(np.asarray(errors) <= 1e-4) >= 0.9
     assert np.mean(errors) <= 0.02
-    assert np.max(errors) <= 0.05  # No frame where the track slipped off the face.
-    # The box shakes no more than full detection's (jitter: mean |2nd difference|).
+    assert np.max(errors) <= 0.05
+    # The boxes shake no more than full detection's (jitter: mean |2nd difference|).
     jitter_full = geometry.jitter(np.stack([f[0].box for f in full]))
     jitter_fast = geometry.jitter(np.stack([f[0].box for f in fast]))
-    assert jitter_fast <= jitter_full
+    assert jitter_fast <= jitter_full * 1.001
 
 
 @pytest.mark.slow
 def test_tracked_points_have_no_systematic_offset_over_a_whole_clip(
     detector, clip_a, first_frames
 ):
-    """Over the whole clip (6 s, 23 keyframes), the tracked points are not framed
+    """Over the whole clip (6 s, 23 keyframes), the points are not framed
     systematically wider, narrower or shifted against full detection's: each
     point's mean offset and the mean ratio of the eye distances stay within
-    0.75 % of the eye distance. (With one RNet proposal's framing kept for the
-    whole clip, the mouth corners sat 1.3 % outside and the eyes 1.3 % wider.)"""
+    0.75 % of the eye distance. (An earlier ONet tracker that kept one RNet
+    proposal's framing for the whole clip put the mouth corners 1.3 % outside and
+    the eyes 1.3 % wider.)"""
     frames = first_frames(clip_a, 180)
     fast_detector = KeyframeDetector(detector, fps=30, keyframe_seconds=0.25)
     pairs = [(detector.detect(f), fast_detector.detect(f)) for f in frames]
@@ -69,8 +80,8 @@ def test_a_lost_face_is_redetected_at_once(detector, clip_a, clip_b, first_frame
     fast = KeyframeDetector(detector, fps=30, keyframe_seconds=10)  # No scheduled one.
     for frame in frames_a:
         assert len(fast.detect(frame)) == 1
-    # Cut to a frame without a face: the track's ONet score falls, a full detection
-    # runs on that same frame, and nothing is returned.
+    # Cut to a frame without a face: nothing is found at the face's size, a
+    # keyframe pass runs on that same frame, and nothing is returned.
     assert fast.detect(np.full_like(frames_a[0], 40)) == []
     assert fast.counts["redetections"] == 1
     # Cut to the other clip with its face moved away from where the track was.
@@ -80,8 +91,8 @@ def test_a_lost_face_is_redetected_at_once(detector, clip_a, clip_b, first_frame
     got = fast.detect(moved)
     assert len(got) == 1
     assert box_iou(got[0].box[None], expected[0].box[None])[0, 0] > 0.8
-    # Back on clip A with the face in its old place: the track on the moved face is
-    # lost on this frame and A's face is found in it.
+    # Back on clip A with the face in its old place: the moved face is lost on this
+    # frame (A's face, found at its size, does not overlap it) and A's face is found.
     expected = detector.detect(frames_a[0])
     got = fast.detect(frames_a[0])
     assert fast.counts["redetections"] == 2
@@ -98,7 +109,7 @@ def test_keyframe_interval_follows_fps_and_arguments_are_checked(detector):
         {"fps": float("nan")},
         {"keyframe_seconds": -1},
         {"new_face_fraction": 0},
-        {"min_proposal_iou": 1.0},
+        {"min_track_iou": 1.0},
     ):
         with pytest.raises(FaceswapError):
             KeyframeDetector(detector, **kwargs)
@@ -151,4 +162,4 @@ def test_plugs_into_the_video_converter(tiny_model, detector, clip_a, first_fram
         # ...and the rest left alone (the strip above it; the synthetic label is
         # at the bottom).
         assert np.array_equal(output[: y0 // 2], frame[: y0 // 2])
-    assert fast.counts["keyframes"] == 1  # The other five frames were tracked.
+    assert fast.counts["keyframes"] == 1  # The other five searched a few levels.
