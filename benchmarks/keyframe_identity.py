@@ -1,9 +1,9 @@
 """Identity cost of keyframe detection on a trained model: keyframes vs every frame.
 
 Converts a clip with a trained run once per `--keyframe-seconds` value (0 = full MTCNN
-on every frame, as v2.2; 0.25 = the default keyframes with ONet-tracked faces in
-between, `faces.keyframes.KeyframeDetector`), single layout, no label, and scores each
-output with the independent identity scorer (MobileFaceNet) as the demo does
+on every frame, as v2.2; 0.25 = the default keyframes with MTCNN at the found faces'
+sizes in between, `faces.keyframes.KeyframeDetector`), single layout, no label, and
+scores each output with the independent identity scorer (MobileFaceNet) as the demo does
 (`evaluation.identity_video.swap_identity_per_frame`): per frame, the cosine of the
 swapped face and of the source face to the centroid of the target's faces. It prints,
 per value, the share of frames whose swapped face is closer to the target than the

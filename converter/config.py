@@ -190,10 +190,11 @@ class ConverterConfig:
     # whole-face template) or "deepfacelive" (DeepFaceLive's 68-point cut). Use the
     # framing the training faces were extracted with (`extract --alignment`).
     alignment: str = "default"
-    # Seconds of video between full MTCNN detections (`faces.keyframes.
-    # KeyframeDetector`): in between, each tracked face is refined by MTCNN's last
-    # stage on its Kalman-predicted box, and a lost track is re-detected at once.
-    # 0 = full MTCNN on every frame (v2.2; about 3x slower).
+    # Seconds of video between keyframes (`faces.keyframes.KeyframeDetector`),
+    # which look for new faces down to half the smallest face found; in between,
+    # MTCNN runs only the pyramid levels near the found faces' sizes (the same
+    # boxes and points as a full detection), and a lost face is searched for at
+    # once. 0 = full MTCNN on every frame (v2.2; about 3x slower).
     keyframe_seconds: float = 0.25
     # [1, 64] consecutive frames converted together: their faces go through the
     # generator in one pass (at most `models.gan.INFERENCE_BATCH` faces per forward

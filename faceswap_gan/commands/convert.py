@@ -89,9 +89,10 @@ _VALUE_FIELDS = (
     (
         "keyframe_seconds",
         float,
-        ">= 0: seconds between full MTCNN detections; in between, tracked faces "
-        "are refined on their predicted boxes (about 3x faster); 0 = full "
-        "detection on every frame, as v2.2 (default 0.25)",
+        ">= 0: seconds between keyframes, which look for new faces; in between, "
+        "MTCNN looks only at the sizes of the faces found (about 3x faster, the "
+        "same boxes and points); 0 = full detection on every frame, as v2.2 "
+        "(default 0.25)",
     ),
     (
         "batch_frames",
