@@ -12,8 +12,8 @@ faces and cost the most. A face found in the last frame has about the same size
 in this one, so only the levels near its size need to run:
 
 - every frame that is not a keyframe: MTCNN with only the pyramid levels whose
-  window is between `SIZE_RANGE[0]` and `SIZE_RANGE[1]` times the side of a face
-  found in the previous frame;
+  window is between `size_range[0]` and `size_range[1]` (`SIZE_RANGE` by default)
+  times the side of a face found in the previous frame;
 - keyframes (the first frame, then every `keyframe_seconds` of video, and at once
   whenever a face is lost): the levels for every face worth finding, down to
   `new_face_fraction` of the smallest face found so far, and never below the
@@ -26,9 +26,8 @@ RNet and ONet on the proposals (`mtcnn` package's stages, its networks compiled
 with `tf.function`). So a face found from the kept levels gets exactly the box,
 landmarks and score of a full detection, up to float rounding. `SIZE_RANGE` is
 wide: the final box of a face can come from a level whose window is about half
-the face's side (on 2 of the shared clips, [0.5, 2] missed that level on 5 and 6
-of 39 frames; [0.4, 2.5] and [0.35, 3] matched full detection on all 39 frames of
-each of the 6 clips, `benchmarks/convert_speed.py` measures a whole clip).
+the face's side. `benchmarks/pyramid_levels.py` measures, per clip and size range,
+how often the result equals full detection's.
 
 A face is lost when no face found on a non-keyframe overlaps its box in the
 previous frame by at least `min_track_iou`; a keyframe pass then runs on that same
@@ -99,6 +98,9 @@ class KeyframeDetector:
         min_track_iou: float in [0, 1). A face of the previous frame that no face
             of a non-keyframe overlaps this much (intersection over union of their
             boxes) is lost, and a keyframe pass runs on that frame. Defaults to 0.3.
+        size_range: (low, high) with 0 < low <= 1 <= high. Between keyframes, the
+            pyramid levels whose window is `low` to `high` times a found face's
+            side run. Defaults to `SIZE_RANGE`.
 
     Attributes:
         counts: dict with "frames", "keyframes" (keyframe passes, forced ones
@@ -122,6 +124,7 @@ class KeyframeDetector:
         keyframe_seconds: float = 0.25,
         new_face_fraction: float = 0.5,
         min_track_iou: float = 0.3,
+        size_range: tuple[float, float] = SIZE_RANGE,
     ):
         if not keyframe_seconds >= 0:
             raise FaceswapError(
@@ -135,6 +138,13 @@ class KeyframeDetector:
             raise FaceswapError(
                 f"min_track_iou must be in [0, 1); got {min_track_iou!r}."
             )
+        low, high = (float(v) for v in size_range)
+        if not 0 < low <= 1 <= high:
+            raise FaceswapError(
+                f"size_range must be (low, high) with 0 < low <= 1 <= high; got "
+                f"{size_range!r}."
+            )
+        self.size_range = (low, high)
         self.detector = detector if detector is not None else FaceDetector()
         self.keyframe_seconds = float(keyframe_seconds)
         self.new_face_fraction = float(new_face_fraction)
@@ -145,7 +155,9 @@ class KeyframeDetector:
         # Compiled once: an eager Keras call costs ~10-40 ms, the graph ~1-2 ms.
         # One PNet graph per set of level sizes (few in a video: faces change
         # size slowly).
-        self._pnet_levels = tf.function(_pnet_levels(pnet), reduce_retracing=True)
+        self._pnet_levels = tf.function(
+            _pnet_levels(pnet), reduce_retracing=True, autograph=False
+        )  # A Python loop over the static level shapes: nothing to convert.
         self._rnet_call = tf.function(
             rnet.call,
             input_signature=[tf.TensorSpec((None, RNET_SIZE, RNET_SIZE, 3))],
@@ -202,7 +214,8 @@ class KeyframeDetector:
         faces: list[Face] = []
         if not keyframe:
             sides = [_side(face) for face in self._faces]
-            low, high = SIZE_RANGE[0] * min(sides), SIZE_RANGE[1] * max(sides)
+            low, high = self.size_range
+            low, high = low * min(sides), high * max(sides)
             faces = self._search(frame, low, high)
             if self._lost(faces):
                 self.counts["redetections"] += 1
@@ -213,7 +226,7 @@ class KeyframeDetector:
             if self._faces:
                 sides = [_side(face) for face in self._faces]
                 smallest = max(smallest, self.new_face_fraction * min(sides))
-            faces = self._search(frame, SIZE_RANGE[0] * smallest, math.inf)
+            faces = self._search(frame, self.size_range[0] * smallest, math.inf)
         self._since_keyframe = 0 if keyframe else self._since_keyframe + 1
         self._faces = faces
         return faces

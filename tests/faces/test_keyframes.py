@@ -110,6 +110,9 @@ def test_keyframe_interval_follows_fps_and_arguments_are_checked(detector):
         {"keyframe_seconds": -1},
         {"new_face_fraction": 0},
         {"min_track_iou": 1.0},
+        {"size_range": (1.2, 3.0)},
+        {"size_range": (0.0, 3.0)},
+        {"size_range": (0.5, 0.9)},
     ):
         with pytest.raises(FaceswapError):
             KeyframeDetector(detector, **kwargs)
