@@ -331,7 +331,7 @@ def _floor(detector, frames) -> float:
 
 
 def _landmark_net_points(reference, frames, landmarker) -> tuple[float, float]:
-    """The 68-point net's five points vs full MTCNN's (the alternative to ONet).
+    """The 68-point net's five points vs full MTCNN's (a different point definition).
 
     The 68-point net (face_api) runs on full detection's box; its five points are
     the two eye centres (means of points 36-41 and 42-47), the nose tip (30) and the

@@ -28,6 +28,8 @@ from faceswap_gan.images import check_frame
 # (pixel count, divisor), checked in order: 1080p -> /4, 720p -> /3, 480p -> /2.
 DOWNSCALE_STEPS = ((1920 * 1080, 4), (1280 * 720, 3), (858 * 480, 2))
 MIN_FACE_SIZE = 20  # MTCNN `minsize` of the original converter, pixels.
+# MTCNN's PNet and RNet score thresholds (v2.2's; ONet's is `detection_threshold`).
+PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7
 
 
 @dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous; compare fields.
@@ -196,8 +198,8 @@ class FaceDetector:
             box_format="xyxy",
             output_type="numpy",
             min_face_size=MIN_FACE_SIZE,
-            threshold_pnet=0.6,
-            threshold_rnet=0.7,
+            threshold_pnet=PNET_THRESHOLD,
+            threshold_rnet=RNET_THRESHOLD,
             threshold_onet=self.detection_threshold,
         )
         return np.asarray(rows, np.float32).reshape(-1, 16)

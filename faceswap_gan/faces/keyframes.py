@@ -50,15 +50,19 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from faceswap_gan.errors import FaceswapError
-from faceswap_gan.faces.detection import MIN_FACE_SIZE, Face, FaceDetector
+from faceswap_gan.faces.detection import (
+    MIN_FACE_SIZE,
+    PNET_THRESHOLD,
+    RNET_THRESHOLD,
+    Face,
+    FaceDetector,
+)
 from faceswap_gan.faces.tracking import box_iou
 from faceswap_gan.images import check_frame
 
 PNET_WINDOW = 12  # PNet's input window, pixels of a pyramid level.
 PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels.
 RNET_SIZE, ONET_SIZE = 24, 48  # RNet's and ONet's input sides, pixels.
-# MTCNN's thresholds as `FaceDetector` runs it (ONet's is `detection_threshold`).
-PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7
 # Pyramid levels run between keyframes: windows from SIZE_RANGE[0] to SIZE_RANGE[1]
 # times a followed face's side (see the module docstring for why this wide).
 SIZE_RANGE = (0.35, 3.0)
@@ -212,8 +216,8 @@ class KeyframeDetector:
         self.counts["frames"] += 1
         keyframe = not self._faces or self._since_keyframe >= self.interval
         faces: list[Face] = []
+        sides = [_side(face) for face in self._faces]  # of the previous frame
         if not keyframe:
-            sides = [_side(face) for face in self._faces]
             low, high = self.size_range
             low, high = low * min(sides), high * max(sides)
             faces = self._search(frame, low, high)
@@ -223,8 +227,7 @@ class KeyframeDetector:
         if keyframe:
             self.counts["keyframes"] += 1
             smallest = math.sqrt(max(self.detector.min_face_area, 1.0))
-            if self._faces:
-                sides = [_side(face) for face in self._faces]
+            if sides:
                 smallest = max(smallest, self.new_face_fraction * min(sides))
             faces = self._search(frame, self.size_range[0] * smallest, math.inf)
         self._since_keyframe = 0 if keyframe else self._since_keyframe + 1
