@@ -13,7 +13,9 @@ that layer in a 64 px model), inside `tf.function`, as the training step runs th
   each), for the memory bandwidth;
 - P V: the (B, N, N) x (B, N, C) batched matmul (2 B N^2 C FLOPs);
 - the whole layer (explicit, as `SelfAttention2D` computes it), forward, and
-  forward + backward (a gradient tape, as in training);
+  forward + backward (a gradient tape, as in training), with its hand-written
+  backward pass (`self_attention.attention`, the default) and with TensorFlow's
+  automatic one ("autodiff backward", `custom_gradient=False`);
 - a dense 2048 x 2048 float32 matmul, this machine's matmul peak, measured in the
   same round.
 
@@ -22,7 +24,12 @@ on all alike), and the median is printed with its GFLOP/s and its share of the p
 or its bytes/s. The FLOPs are the ones `benchmarks/model_speed.py` counts, so the
 fractions show which ops keep the train step from the matmul peak.
 
+With `--memory`, instead: the growth of the peak resident memory over one
+forward + backward of the layer, with the blocks of `self_attention.attention` and
+with TensorFlow's gradient, each in a fresh process.
+
 Usage:
+    python benchmarks/attention_cost.py --memory
     python benchmarks/attention_cost.py
     python benchmarks/attention_cost.py --capacity standard --batch-size 8 --repeats 5
 """
@@ -53,15 +60,18 @@ def _ops(batch: int, channels: int):
     scores = rng.normal((batch, n, n))
     maps = rng.normal((batch, 64, 64, c))
     big = rng.normal((2, 2048, 2048))
-    layer = SelfAttention2D(fused=False)
+    layer = SelfAttention2D(fused=False)  # the default: hand-written backward pass
     layer.build(maps.shape)
     layer.gamma.assign(0.5)  # Nonzero: the attention output reaches the loss.
+    autodiff = SelfAttention2D(fused=False, custom_gradient=False)
+    autodiff.build(maps.shape)
+    autodiff.set_weights(layer.get_weights())
 
-    def forward_backward():
+    def forward_backward(net):
         with tf.GradientTape() as tape:
             tape.watch(maps)
-            loss = tf.reduce_sum(layer(maps))
-        return tape.gradient(loss, [maps, *layer.trainable_variables])
+            loss = tf.reduce_sum(net(maps))
+        return tape.gradient(loss, [maps, *net.trainable_variables])
 
     size = batch * n * n
     explicit_flops = 2 * size * d + 5 * size + 2 * size * c
@@ -73,7 +83,16 @@ def _ops(batch: int, channels: int):
         "P V": (lambda: tf.matmul(scores, v), 2 * size * c, None),
         "layer forward": (lambda: layer(maps), explicit_flops, None),
         # Backward: about twice the forward's matmul FLOPs, plus the softmax's.
-        "layer forward+backward": (forward_backward, 3 * explicit_flops, None),
+        "layer forward+backward": (
+            lambda: forward_backward(layer),
+            3 * explicit_flops,
+            None,
+        ),
+        "  autodiff backward": (
+            lambda: forward_backward(autodiff),
+            3 * explicit_flops,
+            None,
+        ),
         "matmul 2048 (peak)": (lambda: tf.matmul(big[0], big[1]), 2 * 2048**3, None),
     }
     keras.utils.set_random_seed(0)
@@ -83,12 +102,62 @@ def _ops(batch: int, channels: int):
     }
 
 
+# Peak memory of the layer's forward + backward in a fresh process (--memory).
+MEMORY_CHILD = """
+import resource, sys
+import tensorflow as tf
+from faceswap_gan.layers.self_attention import SelfAttention2D
+batch, channels, custom = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+layer = SelfAttention2D(custom_gradient=custom)
+maps = tf.random.normal((batch, 64, 64, channels))
+layer.build(maps.shape)
+layer.gamma.assign(0.5)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+@tf.function
+def step():
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        loss = tf.reduce_sum(layer(maps))
+    return tape.gradient(loss, [maps, *layer.trainable_variables])
+[g.numpy() for g in step()]
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+"""
+
+
+def peak_memory(batch: int, channels: int) -> None:
+    """Prints the growth of peak RSS (ru_maxrss) over one forward + backward of
+    the layer, each variant in its own process."""
+    import subprocess
+    import sys
+
+    print(f"peak memory of one forward + backward, batch {batch}, {channels} channels")
+    for name, custom in (("blocks (default)", "1"), ("autodiff", "0")):
+        done = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(batch), str(channels), custom],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        before, after = (int(x) for x in done.stdout.split()[-2:])
+        print(f"  {name:<18} +{(after - before) / 2**20:6.2f} GiB (ru_maxrss growth)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", choices=sorted(CHANNELS), default="lite")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="only measure the peak memory of one forward + backward, blocks "
+        "against autodiff, each in a fresh process",
+    )
     args = parser.parse_args(argv)
+    if args.memory:
+        peak_memory(args.batch_size, CHANNELS[args.capacity])
+        return
     import tensorflow as tf
 
     ops = _ops(args.batch_size, CHANNELS[args.capacity])

@@ -15,7 +15,9 @@ from faceswap_gan.layers import (
     ReflectionPadding2D,
     SelfAttention2D,
     normalization,
+    self_attention,
 )
+from faceswap_gan.layers.self_attention import attention, attention_autodiff
 
 
 def assert_layer_contract(cls, kwargs, input_shape, expected_output_shape):
@@ -103,6 +105,79 @@ def test_self_attention_matches_numpy_reference(fused):
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("block_scores", [2**21, 21])
+def test_attention_backward_pass_equals_finite_differences(block_scores, monkeypatch):
+    """`attention`'s hand-written gradient against central finite differences of
+    softmax(q k^T) v in float64 (tf.test.compute_gradient), for q, k and v, with
+    more keys than queries so that a transposed product is caught; in one query
+    block, and in blocks of 3 queries (21 scores / 7 keys) with a shorter last one."""
+    monkeypatch.setattr(self_attention, "BLOCK_SCORES", block_scores)
+    assert len(self_attention.query_blocks(5, 7)) == (1 if block_scores > 35 else 2)
+    rng = np.random.default_rng(11)
+    q, k, v = (
+        tf.constant(rng.normal(size=shape), tf.float64)
+        for shape in ((2, 5, 3), (2, 7, 3), (2, 7, 4))
+    )
+    theoretical, numerical = tf.test.compute_gradient(attention, [q, k, v])
+    for analytic, numeric in zip(theoretical, numerical):
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_attention_gradients_equal_tensorflows_automatic_ones(scale, monkeypatch):
+    """At the decoder's shapes (positions 32x32, 32 channels, d = 4), float32, in
+    blocks of 384 queries (the last one 256), for ordinary and very peaked scores
+    (scale 30: scores in the hundreds, softmax rows near one-hot): the same
+    outputs and gradients as `attention_autodiff`."""
+    monkeypatch.setattr(self_attention, "BLOCK_SCORES", 384 * 1024)
+    assert len(self_attention.query_blocks(1024, 1024)) == 3
+    rng = np.random.default_rng(12)
+    q, k = (
+        tf.constant(scale * rng.normal(size=(2, 1024, 4)), tf.float32) for _ in "qk"
+    )
+    v = tf.constant(rng.normal(size=(2, 1024, 32)), tf.float32)
+    weights = tf.constant(rng.normal(size=(2, 1024, 32)), tf.float32)
+
+    def outputs_and_gradients(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            o = fn(q, k, v)
+            loss = tf.reduce_sum(o * weights)
+        return [o, *tape.gradient(loss, [q, k, v])]
+
+    expected = outputs_and_gradients(attention_autodiff)
+    for got, want in zip(outputs_and_gradients(attention), expected):
+        assert np.all(np.isfinite(got.numpy()))
+        tolerance = 1e-5 * float(tf.reduce_max(tf.abs(want)))
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=tolerance)
+
+
+def test_self_attention_layer_gradients_equal_with_either_backward_pass():
+    """Same layer weights: the custom and the automatic backward pass give the same
+    gradients for every weight (f, g, h kernels and biases, gamma) and the input."""
+    x = tf.constant(np.random.default_rng(13).normal(size=(2, 8, 8, 32)), tf.float32)
+    layers = [SelfAttention2D(custom_gradient=flag) for flag in (True, False)]
+    for layer in layers:
+        layer.build(x.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    for layer in layers:
+        layer.gamma.assign(0.8)
+    grads = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(layer(x)))
+        grads.append(tape.gradient(loss, [x, *layer.trainable_weights]))
+    for custom, automatic in zip(*grads):
+        np.testing.assert_allclose(
+            custom.numpy(), automatic.numpy(), rtol=1e-4, atol=1e-5
+        )
+    assert SelfAttention2D().custom_gradient  # the default
+    assert not SelfAttention2D.from_config(layers[1].get_config()).custom_gradient
+    with pytest.raises(ValueError, match="custom_gradient must be"):
+        SelfAttention2D(custom_gradient="yes")
 
 
 def test_fused_self_attention_loads_the_explicit_layers_saved_weights(tmp_path):
