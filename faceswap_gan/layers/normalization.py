@@ -114,13 +114,10 @@ class HybridNormalization(keras.layers.Layer):
         self.instance.build((*input_shape[:-1], channels - self.split))
 
     def call(self, inputs):
-        return ops.concatenate(
-            [
-                self.conv(inputs[..., : self.split]),
-                self.instance(inputs[..., self.split :]),
-            ],
-            axis=-1,
-        )
+        # One split (its gradient is one concat) rather than two slices, whose
+        # gradients each write a zero-filled full-size tensor (StridedSliceGrad).
+        first, rest = ops.split(inputs, [self.split], axis=-1)
+        return ops.concatenate([self.conv(first), self.instance(rest)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -205,7 +205,7 @@ class FaceSwapGAN(keras.Model):
         outputs = _as_list(
             decoder(self.encoder(warped, training=training), training=training)
         )
-        alpha, rgb = outputs[-1][..., :1], outputs[-1][..., 1:]
+        alpha, rgb = ops.split(outputs[-1], [1], axis=-1)  # gradient: one concat
         return outputs[:-1], alpha, rgb, losses.composite(alpha, rgb, warped)
 
     def _lambdas(self, lambdas):
