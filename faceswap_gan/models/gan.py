@@ -20,10 +20,14 @@ from faceswap_gan.models.networks import (
     build_discriminator,
     build_encoder,
 )
+from faceswap_gan.optimizers import FusedAdam
 
 DIRECTIONS = ("AtoB", "BtoA")
 G_LEARNING_RATE = 1e-4  # v2.2's lrG, times lr_factor.
 D_LEARNING_RATE = 2e-4  # v2.2's lrD, times lr_factor.
+# The Adam class `compile` builds: the fused kernel (same math and variables as
+# keras.optimizers.Adam, which benchmarks/model_speed.py --optimizer keras sets).
+ADAM = FusedAdam
 NETWORKS = ("encoder", "decoder_A", "decoder_B", "netDA", "netDB")
 # Faces per forward pass at inference (`transform`, `swap`, evaluation, previews).
 # Self-attention at 64x64 holds (B, 4096, 4096) float32 maps, 64 MiB per face for
@@ -153,7 +157,9 @@ class FaceSwapGAN(keras.Model):
         """Three Adams (beta_1 0.5), as v2.2: one per generator (encoder + its decoder)
         at lrG = 1e-4 x lr_factor, and one for the two discriminators at lrD = 2e-4 x
         lr_factor (their variables are disjoint, so one Adam equals v2.2's two).
-        Builds every optimizer so its state can be restored before the first step.
+        Each is `ADAM`, `FusedAdam` (Keras Adam's math and variables, one fused
+        kernel per variable). Builds every optimizer so its state can be restored
+        before the first step.
 
         Args:
             mixed_precision: `TrainConfig.mixed_precision` ("off", "float16",
@@ -172,7 +178,7 @@ class FaceSwapGAN(keras.Model):
         loss_scaled = mixed_precision_name(mixed_precision) == "float16"
 
         def adam(base, variables):
-            optimizer = keras.optimizers.Adam(base * lr, beta_1=0.5)
+            optimizer = ADAM(base * lr, beta_1=0.5)
             if loss_scaled:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(variables)
