@@ -109,7 +109,7 @@ def part_model(args) -> None:
                         args.batch_size,
                         args.steps,
                         args.repeats,
-                        [(xla, False, precision)],
+                        [(xla, "explicit", precision)],
                     )
                     row |= measured
                     row["of_peak"] = measured["flop_s"] / peaks[precision]

@@ -2,7 +2,10 @@
 
 For each capacity ("lite", "standard", norm as in `PRESETS`, self-attention on) and
 image size, and for each way of running the step asked for (`--xla off on`: the step
-compiled with XLA or not; `--attention explicit fused`: `SelfAttention2D(fused=...)`),
+compiled with XLA or not; `--attention explicit autodiff fused`: the blocked
+attention with its own backward pass (the default), whole maps with TensorFlow's
+gradient, `keras.ops.dot_product_attention`; `--optimizer fused keras`: the
+trainer's FusedAdam or Keras Adam; `--precision`, below),
 builds a compiled `FaceSwapGAN` (Adam, as the trainer) and reports:
 
 - parameters of each of the five networks (encoder, decoder_A, decoder_B, netDA,
@@ -10,9 +13,10 @@ builds a compiled `FaceSwapGAN` (Adam, as the trainer) and reports:
 - FLOPs of one training iteration (one D step + one G step on a batch of
   `--batch-size` faces per side), counted statically by TensorFlow's profiler
   (`tf.compat.v1.profiler`, `float_operation()`) on the graph of the concrete
-  function of `tf.function(model.train_step)` (explicit attention, no XLA; the
-  count of the same math, used for every variant: the profiler does not count the
-  Einsum ops of the fused attention). The count is forward + backward + optimizer
+  function of `tf.function(model.train_step)` (the "autodiff" attention, no XLA;
+  the count of the same math, used for every variant: the profiler does not count
+  the Einsum ops of the fused attention, and miscounts the transposed products of
+  the default attention's backward pass). The count is forward + backward + optimizer
   update, 2 FLOPs per multiply-add; the perceptual loss is off (use_PL False), so it
   is the GAN's own cost. "attn" is the share of those FLOPs in self-attention
   (BatchMatMul + Softmax);
@@ -44,46 +48,42 @@ Usage:
         --batch-size 8 --steps 5 --repeats 3 [--xla off on] [--attention explicit fused]
 
 Measured on the shared 2-core CPU (TensorFlow 2.21, batch 8), by
-`python benchmarks/model_speed.py --sizes 64 --capacities lite standard --xla off on
---attention explicit fused --steps 2 --repeats 3`, on a quiet machine (matmul runs
-196-212 GFLOP/s):
+`python benchmarks/model_speed.py --sizes 64 --capacities lite standard --attention
+explicit autodiff --optimizer fused keras --steps 2 --repeats 5` (a noisy machine:
+matmul runs 107-205 GFLOP/s):
 
-    model     variant            it/s  x vs first  GFLOP/s  of peak (212.3 GFLOP/s)
-    lite      XLA off explicit  0.424        1.00     78.4    36.9 %
-    lite      XLA off fused     0.424        1.01     78.4    36.9 %
-    lite      XLA on  explicit  0.333        0.76     61.6    29.0 %
-    lite      XLA on  fused     0.210        0.50     38.9    18.3 %
-    standard  XLA off explicit  0.218        1.00    100.7    47.5 %
-    standard  XLA off fused     0.221        1.00    102.0    48.0 %
-    standard  XLA on  explicit  0.210        0.96     96.8    45.6 %
-    standard  XLA on  fused     0.144        0.66     66.6    31.4 %
+    model     variant                          it/s  x vs first  GFLOP/s  of peak
+    lite      XLA off explicit                0.528        1.00     98.9    48.2 %
+    lite      XLA off explicit keras-adam     0.486        0.95     90.9    44.3 %
+    lite      XLA off autodiff                0.441        0.86     82.7    40.3 %
+    lite      XLA off autodiff keras-adam     0.442        0.86     82.8    40.4 %
+    standard  XLA off explicit                0.220        1.00    102.6    50.0 %
+    standard  XLA off explicit keras-adam     0.212        0.97     98.6    48.1 %
+    standard  XLA off autodiff                0.198        0.95     92.0    44.9 %
+    standard  XLA off autodiff keras-adam     0.202        0.90     94.0    45.8 %
+
+The last row of each model is the step before the blocked attention and FusedAdam.
+Earlier, `--xla off on --attention explicit fused --steps 2 --repeats 3` (the
+attention then was "autodiff"; quiet machine, peak 212 GFLOP/s) gave XLA on/off
+0.76 (lite) and 0.96 (standard), fused/explicit 1.01 and 1.00, fused + XLA 0.50
+and 0.66; busy runs gave XLA 0.67-0.88. `--xla off on` with today's step gave XLA
+0.82 (lite). So on CPU the XLA step is slower (and compiles in 20 s to 4 minutes)
+and `keras.ops.dot_product_attention` (on the TensorFlow backend an
+einsum/softmax/einsum graph, not a fused kernel) is no faster: the defaults are XLA
+off on CPU (TrainConfig.jit_compile None -> `training.resolve_jit_compile`) and the
+explicit attention (`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU
+and TPU (TPUs need it; on GPUs it is Keras' own `jit_compile="auto"` choice), not
+measured in this session (no GPU).
 
 `--precision off bfloat16` (`--sizes 64 --capacities lite standard --steps 2
---repeats 3`, quiet; this CPU has AVX512-BF16: bfloat16 matmul peak 398.4 GFLOP/s,
-float32 211.8):
+--repeats 3`, quiet, before the blocked attention and FusedAdam; this CPU has
+AVX512-BF16: bfloat16 matmul peak 398.4 GFLOP/s, float32 211.8):
 
     model     variant                    it/s  x vs first  GFLOP/s  of peak
     lite      XLA off explicit          0.360        1.00     66.6    31.4 %
     lite      XLA off explicit bfloat16 0.543        1.51    100.5    25.2 %
     standard  XLA off explicit          0.192        1.00     88.8    41.9 %
     standard  XLA off explicit bfloat16 0.311        1.61    143.4    36.0 %
-
-Two earlier runs on a busy machine (this command, then the same with `--xla off on`
-only; matmul runs 17-104 and 35-73 GFLOP/s) gave XLA on/off 0.67 and 0.73 (lite),
-0.68 and 0.88 (standard), fused/explicit 1.00 (lite) and 0.83 (standard) without XLA
-(first run). So on CPU the XLA step is slower in every run (and compiles in 20 s to
-4 minutes) and `keras.ops.dot_product_attention` (on the TensorFlow backend an
-einsum/softmax/einsum graph, not a fused kernel) is no faster, and slower under XLA:
-the defaults are XLA off on CPU (TrainConfig.jit_compile None ->
-`training.resolve_jit_compile`) and explicit attention
-(`SelfAttention2D.FUSED_DEFAULT`). XLA is on by default on GPU and TPU (TPUs need
-it; on GPUs it is Keras' own `jit_compile="auto"` choice), not measured in this
-session (no GPU); run this script there to check. The 50 % of peak goal is reached
-by neither: standard 47.5-48 %, lite 37 % (quiet run). A likely limit, not profiled
-here: the self-attention's (B, 4096, 4096) score and softmax maps (48 % of lite's
-FLOPs, 38 % of standard's), 64 MiB per face, are streamed through memory several
-times per step (softmax, its gradient), which is bandwidth- rather than
-matmul-bound; lite, with the larger attention share, is further from the peak.
 """
 
 from __future__ import annotations
@@ -108,36 +108,58 @@ from faceswap_gan.config import (  # noqa: E402
     PRESETS,
 )
 from faceswap_gan.layers import self_attention  # noqa: E402
+from faceswap_gan.models import gan  # noqa: E402
 from faceswap_gan.models.gan import (  # noqa: E402
     MIXUP_DRAWS,
     NETWORKS,
     FaceSwapGAN,
     mixup_lambdas,
 )
+from faceswap_gan.optimizers import FusedAdam  # noqa: E402
 
 MATMUL_SIZE = 2048
 # The matmul of each TrainConfig.mixed_precision: its peak is that precision's.
 MATMUL_DTYPES = {"off": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
 ATTENTION_OPS = ("BatchMatMulV2", "BatchMatMulV3", "BatchMatMul", "Softmax")
+# `--attention`: "explicit", SelfAttention2D's default (matmul / softmax / matmul,
+# the hand-written backward pass `self_attention.attention`); "autodiff", the same
+# forward with TensorFlow's automatic gradient; "fused",
+# keras.ops.dot_product_attention.
+ATTENTIONS = ("explicit", "autodiff", "fused")
+# `--optimizer`: the trainer's FusedAdam (one ResourceApplyAdam kernel per variable)
+# or keras.optimizers.Adam (the same math in separate ops).
+OPTIMIZERS = {"fused": FusedAdam, "keras": keras.optimizers.Adam}
 
 
 def build(
-    capacity: str, size: int, fused: bool = False, precision: str = "off"
+    capacity: str,
+    size: int,
+    attention: str = "explicit",
+    precision: str = "off",
+    optimizer: str = "fused",
 ) -> FaceSwapGAN:
     """The compiled FaceSwapGAN of preset `capacity` at `size` px (use_PL off), its
-    self-attention explicit or fused (`SelfAttention2D(fused=...)`), computing in
-    `precision` (a `TrainConfig.mixed_precision` value; weights stay float32)."""
+    self-attention one of `ATTENTIONS`, computing in `precision` (a
+    `TrainConfig.mixed_precision` value; weights stay float32), its Adams one of
+    `OPTIMIZERS`."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}")
     arch = dataclasses.replace(PRESETS[capacity], image_shape=(size, size, 3))
-    default = self_attention.FUSED_DEFAULT
+    defaults = self_attention.FUSED_DEFAULT, self_attention.CUSTOM_GRADIENT_DEFAULT
+    adam = gan.ADAM
+    gan.ADAM = OPTIMIZERS[optimizer]
     policy = keras.config.dtype_policy()
-    self_attention.FUSED_DEFAULT = fused  # blocks.py builds them with fused=None
+    # blocks.py builds them with fused=None, custom_gradient=None: the defaults.
+    self_attention.FUSED_DEFAULT = attention == "fused"
+    self_attention.CUSTOM_GRADIENT_DEFAULT = attention == "explicit"
     keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
     try:
         keras.utils.set_random_seed(0)
         model = FaceSwapGAN(arch)
         model.compile(mixed_precision=precision)
     finally:
-        self_attention.FUSED_DEFAULT = default
+        self_attention.FUSED_DEFAULT, self_attention.CUSTOM_GRADIENT_DEFAULT = defaults
+        gan.ADAM = adam
         keras.config.set_dtype_policy(policy)
     return model
 
@@ -234,9 +256,12 @@ def matmul_flops_per_second(
     return rates
 
 
-def variant_name(xla: bool, fused: bool, precision: str = "off") -> str:
-    name = f"XLA {'on ' if xla else 'off'} {'fused' if fused else 'explicit'}"
-    return name + (f" {precision}" if precision != "off" else "")
+def variant_name(
+    xla: bool, attention: str, precision: str = "off", optimizer: str = "fused"
+) -> str:
+    name = f"XLA {'on ' if xla else 'off'} {attention}"
+    name += f" {precision}" if precision != "off" else ""
+    return name + (" keras-adam" if optimizer == "keras" else "")
 
 
 def measure(
@@ -245,21 +270,25 @@ def measure(
     batch_size: int,
     steps: int,
     repeats: int,
-    variants: list[tuple[bool, bool, str]],
+    variants: list[tuple],
 ) -> list[dict]:
-    """Rows (one per (xla, fused, precision) variant) of one configuration:
+    """Rows (one per (xla, attention, precision[, optimizer]) variant) of one
+    configuration:
     parameters, FLOPs per iteration and iterations/s, the variants' timed runs
     alternating."""
     batches = random_batches(size, batch_size, 2)
     rows, steps_fns = [], []
     flops = attention = None
-    for xla, fused, precision in variants:
-        model = build(capacity, size, fused, precision)
+    for xla, attention_kind, precision, *optimizer in variants:
+        model = build(capacity, size, attention_kind, precision, *optimizer)
         row = {"capacity": capacity, "size": size, **parameters(model)}
-        row["variant"] = variant_name(xla, fused, precision)
+        row["variant"] = variant_name(xla, attention_kind, precision, *optimizer)
         row["precision"] = precision
-        if flops is None:  # the explicit, non-XLA graph: the same math for all
-            _, concrete = compiled_step(build(capacity, size), size, batch_size)
+        if flops is None:  # the same math for all: the autodiff, non-XLA graph
+            # (the profiler miscounts the transposed products of the hand-written
+            # backward pass: "(dO^T P)^T" comes out 128x too small at 64 px).
+            reference = build(capacity, size, "autodiff")
+            _, concrete = compiled_step(reference, size, batch_size)
             flops, by_type = graph_flops(concrete.graph)
             attention = sum(by_type.get(t, 0) for t in ATTENTION_OPS) / flops
         row["flops"], row["attention"] = flops, attention
@@ -384,9 +413,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--attention",
         nargs="+",
         default=["explicit"],
-        choices=["explicit", "fused"],
-        help="self-attention as explicit matmul/softmax/matmul or "
-        "keras.ops.dot_product_attention (default explicit)",
+        choices=ATTENTIONS,
+        help="self-attention as explicit matmul/softmax/matmul with its "
+        "hand-written backward pass (the default), the same with TensorFlow's "
+        "automatic gradient (autodiff), or keras.ops.dot_product_attention (fused)",
     )
     parser.add_argument(
         "--precision",
@@ -396,6 +426,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="TrainConfig.mixed_precision of the step: off (float32), float16, "
         "bfloat16; each is measured against a matmul peak of its own dtype "
         "(default off)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        nargs="+",
+        default=["fused"],
+        choices=sorted(OPTIMIZERS),
+        help="the trainer's FusedAdam (fused, the default) or keras.optimizers.Adam "
+        "(keras); both (fused keras) are measured side by side",
     )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.repeats < 1:
@@ -411,10 +449,11 @@ def main(argv=None) -> None:
         f"iterations (warm-up excluded)"
     )
     variants = [
-        (xla == "on", attention == "fused", precision)
+        (xla == "on", attention, precision, optimizer)
         for xla in args.xla
         for attention in args.attention
         for precision in args.precision
+        for optimizer in args.optimizer
     ]
     matmul, rows = {precision: [] for precision in args.precision}, []
 
