@@ -67,6 +67,7 @@ On a quieter machine (matmul runs 169-220 GFLOP/s), four runs of `--sizes 64
 --capacities lite standard --steps 2 --repeats 5` (the last with `--repeats 7`) put
 today's step at 49.4-53.5 % of the peak for lite (median 51.9 %) and 57.3-59.4 % for
 standard.
+
 Earlier, `--xla off on --attention explicit fused --steps 2 --repeats 3` (the
 attention then was "autodiff"; quiet machine, peak 212 GFLOP/s) gave XLA on/off
 0.76 (lite) and 0.96 (standard), fused/explicit 1.01 and 1.00, fused + XLA 0.50
